@@ -1,2 +1,7 @@
 //! podc: compile Kubernetes Pod manifests into plain systemd units and run
 //! them on one host, with systemd as the only supervisor.
+
+pub mod escape;
+pub mod expand;
+pub mod names;
+pub mod quantity;
