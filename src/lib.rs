@@ -1,7 +1,9 @@
 //! podc: compile Kubernetes Pod manifests into plain systemd units and run
 //! them on one host, with systemd as the only supervisor.
 
+pub mod diagnostic;
 pub mod escape;
 pub mod expand;
+pub mod load;
 pub mod names;
 pub mod quantity;
