@@ -1411,6 +1411,78 @@ mod tests {
         assert!(parse_unit_line("A=b\\\\").is_ok());
     }
 
+    /// Renders a unit with every kind of value and has the real systemd
+    /// parser (`systemd-analyze verify`) load it: any syntax warning about
+    /// the file fails the test. Skipped when systemd-analyze is missing.
+    #[test]
+    fn real_systemd_parser_accepts_rendered_unit() {
+        let probe = std::process::Command::new("systemd-analyze")
+            .arg("--version")
+            .output();
+        if !probe.is_ok_and(|o| o.status.success()) {
+            println!("systemd-analyze not installed; skipping the real parser check");
+            return;
+        }
+        let exe = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.to_str().map(str::to_string))
+            .filter(|p| check_executable(p).is_ok());
+        let Some(exe) = exe else {
+            println!("test binary path not usable as an executable; skipping");
+            return;
+        };
+        let dir = std::env::temp_dir().join(format!("podc-escape-verify-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let unit = dir.join("podc-escape-verify.service");
+        let mut u = String::from("[Unit]\n");
+        u.push_str(&format!(
+            "Description={}\n",
+            text_value("a 100% \"q\" \\ %n\nX=y \\")
+        ));
+        u.push_str(&format!("# {}\n", text_value("c\nExecStart=/x")));
+        u.push_str("[Service]\nType=oneshot\n");
+        for (i, v) in nasty().iter().enumerate() {
+            let e = try_env_assignment(&format!("V{i}"), v).unwrap_or_default();
+            u.push_str(&format!("Environment={e}\n"));
+        }
+        for p in ["/a b", "/c:d", "/e\\", "/f\"g", "/h'i", "/%n$X"] {
+            let b = try_path_list_entry_with(p, Some("/mnt/x y"), true, true).unwrap_or_default();
+            u.push_str(&format!("BindReadOnlyPaths={b}\n"));
+        }
+        u.push_str(&format!(
+            "WorkingDirectory={}\n",
+            path_value("/a b/\"c\" 'd' \\ %n $X").unwrap_or_default()
+        ));
+        let mut argv = vec![exe];
+        argv.extend(nasty());
+        u.push_str(&format!(
+            "ExecStart={}\n",
+            exec_command(&argv).unwrap_or_default()
+        ));
+        let written = std::fs::write(&unit, &u);
+        let out = std::process::Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&unit)
+            .output();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(written.is_ok(), "could not write the unit");
+        let Ok(out) = out else {
+            println!("systemd-analyze did not run; skipping");
+            return;
+        };
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let name = unit.to_string_lossy();
+        let complaints: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains(name.as_ref()))
+            .collect();
+        assert!(
+            complaints.is_empty(),
+            "systemd complained:\n{}",
+            complaints.join("\n")
+        );
+    }
+
     /// Cases checked against the real `systemd-escape` binary (below).
     const ESCAPE_CASES: &[(&str, &str)] = &[
         ("", ""),
