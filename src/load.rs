@@ -144,6 +144,9 @@ fn pos(span: &Span) -> Pos {
     }
 }
 
+/// Spans relative to a node: (JSON pointer below the node, position).
+type RelSpans = Vec<(String, Loc)>;
+
 /// A collection being built.
 enum Frame {
     Map {
@@ -152,7 +155,7 @@ enum Frame {
         key: Option<(String, Pos)>,
         /// Entries from `<<` merge keys, applied at the end where no explicit
         /// key of the same name exists (YAML merge-key semantics).
-        merged: Vec<(String, Value, Vec<(String, Loc)>)>,
+        merged: Vec<(String, Value, RelSpans)>,
         first_key_line: HashMap<String, usize>,
         anchor: usize,
         path: String,

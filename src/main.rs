@@ -1,3 +1,287 @@
-fn main() {
-    println!("podc");
+//! The `podc` command line: a thin shell over the pure core.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use podc::diagnostic::Diagnostic;
+use podc::load::{self, Source};
+use podc::plan::{NoImages, Target};
+use podc::{output, pipeline, render, schema};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Compile Kubernetes Pod manifests into systemd units and run them.
+#[derive(Parser)]
+#[command(name = "podc", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate manifests and compile every pod into systemd units.
+    Build(BuildArgs),
+    /// Validate manifests and print diagnostics; write nothing.
+    Validate(ValidateArgs),
+    /// Print the JSON schema podc validates manifests against.
+    Schema,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct Inputs {
+    /// Files or directories (searched for *.yaml, *.yml, *.json), or - for stdin.
+    #[arg(required = true)]
+    paths: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct ValidateArgs {
+    #[command(flatten)]
+    inputs: Inputs,
+    /// Diagnostics as text (with source snippets) or as a JSON array.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    format: Format,
+}
+
+#[derive(clap::Args)]
+struct BuildArgs {
+    #[command(flatten)]
+    inputs: Inputs,
+    /// Output directory; replaced atomically.
+    #[arg(short = 'o', long = "out", default_value = "build")]
+    out: PathBuf,
+    /// Diagnostics as text or JSON.
+    #[arg(long = "diagnostics", value_enum, default_value = "text")]
+    format: Format,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+#[derive(clap::Args)]
+struct TargetArgs {
+    /// Override built-in templates with files of the same name from DIR.
+    #[arg(long, value_name = "DIR")]
+    templates: Option<PathBuf>,
+    /// The systemd version to target (default: the host's, else 252).
+    #[arg(long, value_name = "N")]
+    systemd_version: Option<u32>,
+    /// This host's node name (default: its hostname).
+    #[arg(long, value_name = "NAME")]
+    node_name: Option<String>,
+    /// An extra node label for nodeSelector, KEY=VALUE (repeatable).
+    #[arg(long = "node-label", value_name = "KEY=VALUE")]
+    node_labels: Vec<String>,
+    /// Where podc's helper binaries are installed on the host.
+    #[arg(long, value_name = "DIR", default_value = "/usr/lib/podc")]
+    libexec_dir: String,
+}
+
+/// Exit codes: 0 OK, 1 invalid input, 2 usage error.
+const EXIT_INVALID: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Schema => {
+            print!("{}", schema::render());
+            ExitCode::SUCCESS
+        }
+        Command::Validate(a) => validate(a),
+        Command::Build(a) => build(a),
+    }
+}
+
+/// Read every input into sources; files that are not UTF-8 text become
+/// diagnostics. Unreadable paths are usage errors.
+fn read_inputs(inputs: &Inputs) -> Result<(Vec<Source>, Vec<Diagnostic>), String> {
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for p in &inputs.paths {
+        if p == "-" {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .take(load::MAX_FILE_BYTES as u64 + 1)
+                .read_to_end(&mut buf)
+                .map_err(|e| format!("reading stdin: {e}"))?;
+            files.push(("<stdin>".into(), buf));
+            continue;
+        }
+        let path = Path::new(p);
+        let meta = std::fs::metadata(path).map_err(|e| format!("{p}: {e}"))?;
+        if meta.is_dir() {
+            let mut found = Vec::new();
+            walk(path, &mut found).map_err(|e| format!("{p}: {e}"))?;
+            found.sort();
+            for f in found {
+                let bytes = std::fs::read(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+                files.push((f.display().to_string(), bytes));
+            }
+        } else {
+            let bytes = std::fs::read(path).map_err(|e| format!("{p}: {e}"))?;
+            files.push((p.clone(), bytes));
+        }
+    }
+    let mut sources = Vec::new();
+    let mut diags = Vec::new();
+    for (name, bytes) in files {
+        match load::decode(&name, bytes) {
+            Ok(s) => sources.push(s),
+            Err(d) => diags.push(d),
+        }
+    }
+    Ok((sources, diags))
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let ty = entry.file_type()?;
+        let path = entry.path();
+        if ty.is_dir() {
+            walk(&path, out)?;
+        } else if ty.is_file()
+            && path
+                .extension()
+                .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn print_diags(diags: &[Diagnostic], sources: &[Source], format: Format) {
+    match format {
+        Format::Json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(diags).unwrap_or_else(|_| "[]".into())
+            );
+        }
+        Format::Text => {
+            for d in diags {
+                let src = sources
+                    .iter()
+                    .find(|s| s.name == d.file)
+                    .map(|s| s.text.as_str());
+                eprint!("{}", d.render(src));
+            }
+            let errors = diags.iter().filter(|d| d.is_error()).count();
+            let warnings = diags.len() - errors;
+            if errors + warnings > 0 {
+                eprintln!("{errors} error(s), {warnings} warning(s)");
+            }
+        }
+    }
+}
+
+fn validate(a: ValidateArgs) -> ExitCode {
+    let (sources, mut all) = match read_inputs(&a.inputs) {
+        Ok(s) => s,
+        Err(e) => return usage(&e),
+    };
+    let (_, diags) = pipeline::check(&sources);
+    all.extend(diags);
+    print_diags(&all, &sources, a.format);
+    if all.iter().any(Diagnostic::is_error) {
+        ExitCode::from(EXIT_INVALID)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn usage(msg: &str) -> ExitCode {
+    eprintln!("podc: {msg}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// The host's systemd version from `systemctl --version`, if it answers.
+fn host_systemd_version() -> Option<u32> {
+    let out = std::process::Command::new("systemctl")
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn make_target(a: &TargetArgs) -> Result<Target, String> {
+    let version = a
+        .systemd_version
+        .or_else(host_systemd_version)
+        .unwrap_or(252);
+    let node = match &a.node_name {
+        Some(n) => n.clone(),
+        None => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into()),
+    };
+    let mut t = Target::new(version, &node);
+    let mut labels = BTreeMap::new();
+    for l in &a.node_labels {
+        let (k, v) = l
+            .split_once('=')
+            .ok_or_else(|| format!("--node-label {l}: expected KEY=VALUE"))?;
+        labels.insert(k.to_string(), v.to_string());
+    }
+    t.node_labels.extend(labels);
+    t.libexec_dir = a.libexec_dir.clone();
+    Ok(t)
+}
+
+fn build(a: BuildArgs) -> ExitCode {
+    let (sources, undecodable) = match read_inputs(&a.inputs) {
+        Ok(s) => s,
+        Err(e) => return usage(&e),
+    };
+    let target = match make_target(&a.target) {
+        Ok(t) => t,
+        Err(e) => return usage(&e),
+    };
+    let templates = match render::environment(a.target.templates.as_deref()) {
+        Ok(t) => t,
+        Err(e) => return usage(&e),
+    };
+    match pipeline::compile(&sources, &target, &NoImages, &templates) {
+        Err(mut diags) => {
+            diags.extend(undecodable);
+            print_diags(&diags, &sources, a.format);
+            ExitCode::from(EXIT_INVALID)
+        }
+        Ok(_) if !undecodable.is_empty() => {
+            print_diags(&undecodable, &sources, a.format);
+            ExitCode::from(EXIT_INVALID)
+        }
+        Ok(compiled) => {
+            print_diags(&compiled.warnings, &sources, a.format);
+            if let Err(e) = output::write_build(&a.out, &compiled, &target) {
+                eprintln!("podc: writing {}: {e}", a.out.display());
+                return ExitCode::from(EXIT_INVALID);
+            }
+            for s in &compiled.skipped {
+                eprintln!(
+                    "skipped pod {}/{} ({}): {}",
+                    s.namespace, s.name, s.file, s.reason
+                );
+            }
+            for p in &compiled.pods {
+                println!(
+                    "pod {}/{}: {} units → {}",
+                    p.plan.namespace,
+                    p.plan.name,
+                    p.units.len(),
+                    a.out.join("units").display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+    }
 }

@@ -1,0 +1,1281 @@
+//! Stage 3, plan: validated pods + a target → the unit model.
+//!
+//! The plan decides *what* systemd must do for each pod (which units, in
+//! which order, with which namespaces, mounts, environment and limits);
+//! [`crate::render`] only decides how that is spelled in unit-file syntax.
+//! Values here are raw (unescaped) strings: escaping happens once, in the
+//! renderer's filters.
+//!
+//! Naming (documented in the README):
+//! * `podc-<ns>_<pod>.slice` (with `-` escaped as `\x2d`, as systemd-escape
+//!   does, because `-` means nesting in slice names);
+//! * `podc_<ns>_<pod>.target` — the pod: start/stop/enable it;
+//! * `podc_<ns>_<pod>.service` — the infra unit holding the namespaces;
+//! * `podc_<ns>_<pod>_<container>.service` — one per container.
+//!
+//! `_` cannot occur in Kubernetes names, so these names are unique per
+//! namespace, pod and container.
+
+use crate::expand;
+use crate::model::*;
+use crate::quantity;
+use crate::validate::{label_or_annotation_ref, ValidPod, Validated};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// What podc compiles for: the host's systemd and its paths.
+#[derive(Clone, Debug, Serialize)]
+pub struct Target {
+    /// systemd version; decides native directives vs. fallbacks.
+    pub systemd_version: u32,
+    /// This host's node name (for `nodeName` and `spec.nodeName` refs).
+    pub node_name: String,
+    /// This host's labels (for `nodeSelector`).
+    pub node_labels: BTreeMap<String, String>,
+    /// Persistent state: `/var/lib/podc`.
+    pub state_dir: String,
+    /// Runtime state: `/run/podc`.
+    pub run_dir: String,
+    /// Where podc's helper binaries live (`podc`, `podc-pause`).
+    pub libexec_dir: String,
+}
+
+impl Target {
+    /// The default target for a host: systemd 252 paths and labels.
+    pub fn new(systemd_version: u32, node_name: &str) -> Target {
+        let mut node_labels = BTreeMap::new();
+        node_labels.insert("kubernetes.io/hostname".into(), node_name.to_string());
+        node_labels.insert("kubernetes.io/os".into(), "linux".into());
+        node_labels.insert(
+            "kubernetes.io/arch".into(),
+            std::env::consts::ARCH
+                .replace("x86_64", "amd64")
+                .replace("aarch64", "arm64"),
+        );
+        Target {
+            systemd_version,
+            node_name: node_name.to_string(),
+            node_labels,
+            state_dir: "/var/lib/podc".into(),
+            run_dir: "/run/podc".into(),
+            libexec_dir: "/usr/lib/podc".into(),
+        }
+    }
+}
+
+/// What an image contributes to a container, when the image is known.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ImageConfig {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    pub stop_signal: Option<String>,
+    /// The image's content digest, pinned in the unit so a new image means
+    /// a changed unit.
+    pub digest: Option<String>,
+}
+
+/// Looks up image configs (the image store implements this).
+pub trait Images {
+    fn config(&self, image: &str) -> Option<ImageConfig>;
+}
+
+/// No image store: commands must be explicit.
+pub struct NoImages;
+impl Images for NoImages {
+    fn config(&self, _: &str) -> Option<ImageConfig> {
+        None
+    }
+}
+
+/// The default PATH container runtimes give an image without one.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The capabilities a container gets by default (the set containerd and
+/// Docker give), by Kubernetes name.
+pub const DEFAULT_CAPABILITIES: &[&str] = &[
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "NET_RAW",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+];
+
+/// One pod's units and data files.
+#[derive(Clone, Debug, Serialize)]
+pub struct PodPlan {
+    pub namespace: String,
+    pub name: String,
+    /// `<ns>_<pod>`: the pod's directory name and unit-name stem.
+    pub id: String,
+    pub file: String,
+    pub slice: String,
+    pub target: String,
+    pub units: Vec<UnitPlan>,
+    /// Files podc writes for the pod (env files, ConfigMap/Secret data).
+    pub files: Vec<DataFile>,
+    /// Warnings and the fallbacks chosen for this target, for the user.
+    pub notes: Vec<Note>,
+    /// Problems that stop this pod from compiling (e.g. no command known).
+    pub errors: Vec<Note>,
+}
+
+/// A located remark from the planner. Notes with the same `key` say the
+/// same thing about different places; the CLI shows them once.
+#[derive(Clone, Debug, Serialize)]
+pub struct Note {
+    pub key: String,
+    pub pos: crate::diagnostic::Pos,
+    pub path: String,
+    pub message: String,
+}
+
+impl Note {
+    fn at(
+        vp: &ValidPod,
+        pointer: &str,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Note {
+        Note {
+            key: key.into(),
+            pos: vp.spans.value_pos(pointer),
+            path: crate::load::pointer_to_path(pointer),
+            message: message.into(),
+        }
+    }
+}
+
+/// One unit: its file name, the template that renders it, and the context.
+#[derive(Clone, Debug, Serialize)]
+pub struct UnitPlan {
+    pub name: String,
+    pub template: &'static str,
+    pub ctx: serde_json::Value,
+}
+
+/// A file podc must install beside the units, relative to the pod's data
+/// directory. `secret` files are written 0600 in 0700 directories.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct DataFile {
+    pub path: String,
+    pub mode: u32,
+    pub secret: bool,
+    #[serde(skip)]
+    pub content: Vec<u8>,
+}
+
+/// Context shared by every unit of a pod.
+#[derive(Clone, Debug, Serialize)]
+struct PodCtx {
+    namespace: String,
+    name: String,
+    file: String,
+    slice: String,
+    target: String,
+    infra: String,
+    /// `/run/podc/pods/<id>`.
+    run_dir: String,
+    /// `/var/lib/podc/pods/<id>`.
+    state_dir: String,
+    libexec_dir: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct SliceCtx {
+    pod: PodCtx,
+    memory_max: Option<u64>,
+    cpu_quota_percent: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct TargetCtx {
+    pod: PodCtx,
+    units: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct InfraCtx {
+    pod: PodCtx,
+    argv: Vec<String>,
+    setup: Vec<Vec<String>>,
+    grace: i64,
+}
+
+/// A lifecycle hook as systemd runs it.
+#[derive(Clone, Debug, Serialize)]
+struct HookCmd {
+    /// `+` runs it outside the container's sandbox (probing helpers);
+    /// empty runs it inside, like the container.
+    prefix: &'static str,
+    argv: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct ContainerCtx {
+    pod: PodCtx,
+    container: String,
+    image: String,
+    image_digest: Option<String>,
+    /// `init`, `sidecar` or `app`.
+    role: &'static str,
+    after: Vec<String>,
+    requires: Vec<String>,
+    service_type: &'static str,
+    restart: &'static str,
+    restart_sec: u32,
+    restart_steps: Option<u32>,
+    restart_max_delay_sec: Option<u32>,
+    start_limit_off: bool,
+    remain_after_exit: bool,
+    grace: i64,
+    root_directory: String,
+    netns: Option<String>,
+    ipcns: Option<String>,
+    protect_hostname: Option<String>,
+    binds: Vec<(String, String)>,
+    binds_ro: Vec<(String, String)>,
+    read_only_root: bool,
+    env: Vec<(String, String)>,
+    env_file: Option<String>,
+    working_dir: Option<String>,
+    user: Option<String>,
+    group: Option<String>,
+    supplementary_groups: Vec<u32>,
+    no_new_privileges: bool,
+    capabilities: Option<Vec<String>>,
+    memory_max: Option<u64>,
+    memory_min: Option<u64>,
+    cpu_quota_percent: Option<u64>,
+    cpu_weight: Option<u64>,
+    exec_start: Vec<String>,
+    /// Mounts the container's root filesystem (overlay over the image).
+    rootfs_mount: Vec<String>,
+    rootfs_umount: Vec<String>,
+    post_start: Option<HookCmd>,
+    pre_stop: Option<HookCmd>,
+    stop_signal: Option<String>,
+}
+
+/// A pod skipped because it is not for this host.
+#[derive(Clone, Debug)]
+pub struct Skipped {
+    pub namespace: String,
+    pub name: String,
+    pub file: String,
+    pub reason: String,
+}
+
+/// Plan every pod. Pods whose `nodeName`/`nodeSelector` exclude this host
+/// are skipped (Kubernetes would leave them Pending), with a reason.
+pub fn plan(v: &Validated, target: &Target, images: &dyn Images) -> (Vec<PodPlan>, Vec<Skipped>) {
+    let mut plans = Vec::new();
+    let mut skipped = Vec::new();
+    for vp in &v.pods {
+        match scheduling_mismatch(&vp.pod.spec, target) {
+            Some(reason) => skipped.push(Skipped {
+                namespace: vp.namespace.clone(),
+                name: vp.pod.metadata.name.clone(),
+                file: vp.file.clone(),
+                reason,
+            }),
+            None => plans.push(plan_pod(vp, v, target, images)),
+        }
+    }
+    (plans, skipped)
+}
+
+fn scheduling_mismatch(spec: &PodSpec, t: &Target) -> Option<String> {
+    if let Some(n) = &spec.node_name {
+        if *n != t.node_name {
+            return Some(format!("nodeName is {n}, this host is {}", t.node_name));
+        }
+    }
+    for (k, want) in &spec.node_selector {
+        match t.node_labels.get(k) {
+            Some(have) if have == want => {}
+            Some(have) => {
+                return Some(format!(
+                    "nodeSelector {k}={want} does not match this host's {k}={have}"
+                ))
+            }
+            None => {
+                return Some(format!(
+                    "nodeSelector {k}={want}: this host has no label {k}"
+                ))
+            }
+        }
+    }
+    None
+}
+
+/// The unit-name stem of a pod.
+pub fn pod_id(namespace: &str, name: &str) -> String {
+    format!("{namespace}_{name}")
+}
+
+pub fn slice_name(id: &str) -> String {
+    format!("podc-{}.slice", crate::escape::unit_name_escape(id))
+}
+
+pub fn target_name(id: &str) -> String {
+    format!("podc_{id}.target")
+}
+
+pub fn infra_name(id: &str) -> String {
+    format!("podc_{id}.service")
+}
+
+pub fn container_unit_name(id: &str, container: &str) -> String {
+    format!("podc_{id}_{container}.service")
+}
+
+/// Kubernetes' conversion of a CPU request to a cgroup v2 weight:
+/// shares = millicores × 1024 / 1000 (at least 2), then
+/// weight = 1 + (shares − 2) × 9999 / 262142.
+pub fn cpu_weight(millis: u64) -> u64 {
+    let shares = (millis.saturating_mul(1024) / 1000).clamp(2, 262_144);
+    1 + ((shares - 2) * 9999) / 262_142
+}
+
+/// Kubernetes' conversion of a CPU limit to a CFS quota, as a percentage of
+/// one CPU (the period is 100 ms): 200m → 20 %. At least 1 %.
+pub fn cpu_quota_percent(millis: u64) -> u64 {
+    (millis.div_ceil(10)).max(1)
+}
+
+fn quantity_of(q: &Option<QuantityText>, memory: bool) -> Option<u64> {
+    let q = quantity::parse(&q.as_ref()?.0).ok()?;
+    if memory {
+        q.to_bytes_ceil()
+    } else {
+        q.to_millis_ceil()
+    }
+}
+
+fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> PodPlan {
+    let pod = &vp.pod;
+    let spec = &pod.spec;
+    let ns = vp.namespace.clone();
+    let name = pod.metadata.name.clone();
+    let id = pod_id(&ns, &name);
+    let run_dir = format!("{}/pods/{id}", t.run_dir);
+    let state_dir = format!("{}/pods/{id}", t.state_dir);
+    let pc = PodCtx {
+        namespace: ns.clone(),
+        name: name.clone(),
+        file: vp.file.clone(),
+        slice: slice_name(&id),
+        target: target_name(&id),
+        infra: infra_name(&id),
+        run_dir: run_dir.clone(),
+        state_dir: state_dir.clone(),
+        libexec_dir: t.libexec_dir.clone(),
+    };
+    let mut notes = Vec::new();
+    let mut errors = Vec::new();
+    let mut files = Vec::new();
+    let mut units = Vec::new();
+    let grace = spec.termination_grace_period_seconds.unwrap_or(30);
+    let restart = spec.restart_policy.unwrap_or(RestartPolicy::Always);
+    let hostname = spec.hostname.clone().unwrap_or_else(|| name.clone());
+
+    // Pod-level totals on the slice: only when every container has a limit,
+    // as Kubernetes does for the pod cgroup.
+    let all: Vec<&Container> = spec
+        .init_containers
+        .iter()
+        .chain(&spec.containers)
+        .collect();
+    let total = |mem: bool| -> Option<u64> {
+        let mut sum: u64 = 0;
+        for c in spec.containers.iter().chain(
+            spec.init_containers
+                .iter()
+                .filter(|c| c.restart_policy.is_some()),
+        ) {
+            let lim = c.resources.as_ref()?.limits.as_ref()?;
+            let q = if mem { &lim.memory } else { &lim.cpu };
+            sum = sum.checked_add(quantity_of(q, mem)?)?;
+        }
+        Some(sum)
+    };
+    units.push(UnitPlan {
+        name: pc.slice.clone(),
+        template: "pod.slice",
+        ctx: to_json(&SliceCtx {
+            pod: pc.clone(),
+            memory_max: total(true),
+            cpu_quota_percent: total(false).map(cpu_quota_percent),
+        }),
+    });
+
+    // Infra.
+    let mut argv = vec![
+        format!("{}/podc-pause", t.libexec_dir),
+        "--pod-dir".into(),
+        run_dir.clone(),
+        "--hostname".into(),
+        hostname.clone(),
+    ];
+    if spec.host_network {
+        argv.push("--host-network".into());
+    }
+    if spec.host_ipc {
+        argv.push("--host-ipc".into());
+    }
+    if spec.share_process_namespace {
+        argv.push("--share-pid".into());
+    }
+    for a in &spec.host_aliases {
+        argv.push("--host-alias".into());
+        argv.push(format!("{}={}", a.ip, a.hostnames.join(",")));
+    }
+    if let Some(sc) = &spec.security_context {
+        for s in &sc.sysctls {
+            argv.push("--sysctl".into());
+            argv.push(format!("{}={}", s.name, s.value));
+        }
+    }
+    let mut setup = Vec::new();
+    if !spec.volumes.is_empty() {
+        setup.push(vec![
+            format!("{}/podc", t.libexec_dir),
+            "volumes".into(),
+            "setup".into(),
+            "--state-dir".into(),
+            state_dir.clone(),
+            "--run-dir".into(),
+            run_dir.clone(),
+        ]);
+    }
+    units.push(UnitPlan {
+        name: pc.infra.clone(),
+        template: "infra.service",
+        ctx: to_json(&InfraCtx {
+            pod: pc.clone(),
+            argv,
+            setup,
+            grace,
+        }),
+    });
+
+    // Containers, in Kubernetes' start order: init containers (and
+    // sidecars) one by one, then app containers one by one.
+    let mut prev: Vec<String> = vec![pc.infra.clone()];
+    let mut last_init: Option<String> = None;
+    let mut started_after = pc.infra.clone();
+    let _ = &all;
+    for (i, c) in spec.init_containers.iter().enumerate() {
+        let unit = container_unit_name(&id, &c.name);
+        let role = if c.restart_policy.is_some() {
+            "sidecar"
+        } else {
+            "init"
+        };
+        let mut requires = Vec::new();
+        if let Some(l) = &last_init {
+            requires.push(l.clone());
+        }
+        let ctx = container_ctx(
+            vp,
+            v,
+            t,
+            images,
+            &pc,
+            c,
+            role,
+            vec![started_after.clone()],
+            requires,
+            restart,
+            grace,
+            &mut files,
+            &mut notes,
+            &mut errors,
+            &format!("/spec/initContainers/{i}"),
+        );
+        units.push(UnitPlan {
+            name: unit.clone(),
+            template: "container.service",
+            ctx: to_json(&ctx),
+        });
+        if role == "init" {
+            last_init = Some(unit.clone());
+        }
+        started_after = unit.clone();
+        prev.push(unit);
+    }
+    for (i, c) in spec.containers.iter().enumerate() {
+        let unit = container_unit_name(&id, &c.name);
+        let requires = last_init.iter().cloned().collect();
+        let ctx = container_ctx(
+            vp,
+            v,
+            t,
+            images,
+            &pc,
+            c,
+            "app",
+            vec![started_after.clone()],
+            requires,
+            restart,
+            grace,
+            &mut files,
+            &mut notes,
+            &mut errors,
+            &format!("/spec/containers/{i}"),
+        );
+        units.push(UnitPlan {
+            name: unit.clone(),
+            template: "container.service",
+            ctx: to_json(&ctx),
+        });
+        started_after = unit.clone();
+        prev.push(unit);
+    }
+
+    for vol in &spec.volumes {
+        plan_volume_files(vol, v, &ns, &mut files);
+    }
+
+    units.push(UnitPlan {
+        name: pc.target.clone(),
+        template: "pod.target",
+        ctx: to_json(&TargetCtx {
+            pod: pc.clone(),
+            units: prev,
+        }),
+    });
+
+    PodPlan {
+        namespace: ns,
+        name,
+        id,
+        file: vp.file.clone(),
+        slice: pc.slice.clone(),
+        target: pc.target.clone(),
+        units,
+        files,
+        notes,
+        errors,
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+/// One environment entry before expansion: its value, or where it comes
+/// from when it is secret.
+enum EnvSource {
+    Plain(String),
+    Secret(String),
+}
+
+#[allow(clippy::too_many_arguments)]
+fn container_ctx(
+    vp: &ValidPod,
+    v: &Validated,
+    t: &Target,
+    images: &dyn Images,
+    pc: &PodCtx,
+    c: &Container,
+    role: &'static str,
+    after: Vec<String>,
+    requires: Vec<String>,
+    restart: RestartPolicy,
+    grace: i64,
+    files: &mut Vec<DataFile>,
+    notes: &mut Vec<Note>,
+    errors: &mut Vec<Note>,
+    cpath: &str,
+) -> ContainerCtx {
+    let pod = &vp.pod;
+    let spec = &pod.spec;
+    let ns = &vp.namespace;
+    // BindsTo= the infra unit wants After= it too; the previous container
+    // gives Kubernetes' one-at-a-time start order.
+    let mut after = after;
+    if !after.contains(&pc.infra) {
+        after.insert(0, pc.infra.clone());
+    }
+    let image = images.config(&c.image);
+    if image.is_none() {
+        notes.push(Note::at(
+            vp,
+            &format!("{cpath}/image"),
+            format!("no-image {}", c.image),
+            format!(
+                "image {} is not in the local image store: its ENTRYPOINT, CMD, ENV, WorkingDir and User are not applied in this build (podc apply pulls the image and completes the unit)",
+                c.image
+            ),
+        ));
+    }
+    let img = image.clone().unwrap_or_default();
+
+    // Environment: the image's, then the container's, in order; envFrom
+    // first, then env (Kubernetes' precedence). Secret values never reach
+    // the unit file: they go to a root-only EnvironmentFile.
+    let mut entries: Vec<(String, EnvSource)> = Vec::new();
+    let mut has_path = false;
+    for (k, val) in &img.env {
+        has_path |= k == "PATH";
+        entries.push((k.clone(), EnvSource::Plain(val.clone())));
+    }
+    if !has_path {
+        entries.push(("PATH".into(), EnvSource::Plain(DEFAULT_PATH.into())));
+    }
+    for ef in &c.env_from {
+        let prefix = ef.prefix.clone().unwrap_or_default();
+        if let Some(r) = &ef.config_map_ref {
+            if let Some(cm) = v.config_maps.get(&(ns.clone(), r.name.clone())) {
+                for (k, val) in &cm.data {
+                    let key = format!("{prefix}{k}");
+                    if crate::validate::envfrom_name_ok(&key) {
+                        entries.push((key, EnvSource::Plain(val.clone())));
+                    }
+                }
+            }
+        }
+        if let Some(r) = &ef.secret_ref {
+            if let Some(s) = v.secrets.get(&(ns.clone(), r.name.clone())) {
+                for (k, val) in &s.data {
+                    let key = format!("{prefix}{k}");
+                    if crate::validate::envfrom_name_ok(&key) {
+                        entries.push((
+                            key,
+                            EnvSource::Secret(String::from_utf8_lossy(val).into_owned()),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for e in &c.env {
+        let src = match &e.value_from {
+            None => EnvSource::Plain(e.value.clone().unwrap_or_default()),
+            Some(from) => {
+                if let Some(k) = &from.config_map_key_ref {
+                    match v
+                        .config_maps
+                        .get(&(ns.clone(), k.name.clone()))
+                        .and_then(|cm| cm.data.get(&k.key))
+                    {
+                        Some(val) => EnvSource::Plain(val.clone()),
+                        None => continue, // optional and absent
+                    }
+                } else if let Some(k) = &from.secret_key_ref {
+                    match v
+                        .secrets
+                        .get(&(ns.clone(), k.name.clone()))
+                        .and_then(|s| s.data.get(&k.key))
+                    {
+                        Some(val) => EnvSource::Secret(String::from_utf8_lossy(val).into_owned()),
+                        None => continue,
+                    }
+                } else if let Some(f) = &from.field_ref {
+                    EnvSource::Plain(field_value(pod, ns, &f.field_path, t))
+                } else {
+                    continue;
+                }
+            }
+        };
+        entries.push((e.name.clone(), src));
+    }
+    // `$(VAR)` expansion: each `env` value sees the entries before it.
+    // Secret values take part in expansion, but any value that used one is
+    // itself secret.
+    let mut resolved: Vec<(String, String, bool)> = Vec::new();
+    let container_env_start = entries.len() - c.env.len().min(entries.len());
+    for (i, (k, src)) in entries.into_iter().enumerate() {
+        let (raw, mut secret) = match src {
+            EnvSource::Plain(s) => (s, false),
+            EnvSource::Secret(s) => (s, true),
+        };
+        let val = if i >= container_env_start {
+            let used_secret = std::cell::Cell::new(false);
+            let lookup = |name: &str| {
+                resolved
+                    .iter()
+                    .rev()
+                    .find(|(k, _, _)| k == name)
+                    .map(|(_, v, s)| {
+                        used_secret.set(used_secret.get() | *s);
+                        v.clone()
+                    })
+            };
+            let out = expand::expand(&raw, &lookup);
+            secret |= used_secret.get();
+            out
+        } else {
+            raw
+        };
+        resolved.retain(|(n, _, _)| *n != k);
+        resolved.push((k, val, secret));
+    }
+    let env: Vec<(String, String)> = resolved
+        .iter()
+        .filter(|e| !e.2)
+        .map(|(k, v, _)| (k.clone(), v.clone()))
+        .collect();
+    let secret_env: Vec<(String, String)> = resolved
+        .iter()
+        .filter(|e| e.2)
+        .map(|(k, v, _)| (k.clone(), v.clone()))
+        .collect();
+    let env_file = if secret_env.is_empty() {
+        None
+    } else {
+        let rel = format!("env/{}.env", c.name);
+        files.push(DataFile {
+            path: rel.clone(),
+            mode: 0o600,
+            secret: true,
+            content: env_file_text(&secret_env).into_bytes(),
+        });
+        Some(format!("{}/data/{rel}", pc.state_dir))
+    };
+
+    // command/args against ENTRYPOINT/CMD, then `$(VAR)` expansion against
+    // the container's environment. References to secret variables become
+    // `${VAR}`, expanded by systemd from the EnvironmentFile at start, so
+    // the secret never lands in the unit.
+    let lookup_for_argv = |name: &str| -> Option<String> {
+        resolved
+            .iter()
+            .find(|(k, _, _)| k == name)
+            .map(|(k, v, s)| {
+                if *s {
+                    format!("\u{0}{k}\u{0}")
+                } else {
+                    v.clone()
+                }
+            })
+    };
+    let expand_argv = |argv: &[String]| -> Vec<String> {
+        argv.iter()
+            .map(|a| expand::expand(a, &lookup_for_argv))
+            .collect()
+    };
+    let argv: Vec<String> = match (&c.command, &c.args) {
+        (Some(cmd), Some(args)) => [expand_argv(cmd), expand_argv(args)].concat(),
+        (Some(cmd), None) => expand_argv(cmd),
+        (None, Some(args)) => [img.entrypoint.clone(), expand_argv(args)].concat(),
+        (None, None) => [img.entrypoint.clone(), img.cmd.clone()].concat(),
+    };
+    if argv.is_empty() {
+        errors.push(Note::at(
+            vp,
+            cpath,
+            "no-command",
+            format!(
+                "container {} has no command: set command, or import the image {} so its ENTRYPOINT/CMD is known",
+                c.name, c.image
+            ),
+        ));
+    }
+
+    // Namespaces and the joiner.
+    let joiner_needed_for_uts = !spec.host_network && t.systemd_version < 258;
+    let protect_hostname = (!spec.host_network && t.systemd_version >= 258).then(|| {
+        spec.hostname
+            .clone()
+            .unwrap_or_else(|| pod.metadata.name.clone())
+    });
+    let join_pid = spec.share_process_namespace;
+    let use_joiner = joiner_needed_for_uts || join_pid;
+
+    let sc = effective_security(spec.security_context.as_ref(), c.security_context.as_ref());
+    let uid = sc
+        .run_as_user
+        .map(|u| u.to_string())
+        .or(img.user.clone().filter(|u| !u.is_empty()));
+    let (user_part, group_part) = match uid.as_deref().and_then(|u| u.split_once(':')) {
+        Some((u, g)) => (Some(u.to_string()), Some(g.to_string())),
+        None => (uid.clone(), None),
+    };
+    let group = sc.run_as_group.map(|g| g.to_string()).or(group_part);
+    let privileged = sc.privileged.unwrap_or(false);
+    let capabilities: Option<Vec<String>> = if privileged {
+        None
+    } else {
+        let mut caps: Vec<String> = DEFAULT_CAPABILITIES.iter().map(|s| s.to_string()).collect();
+        if let Some(cs) = sc.capabilities.as_ref() {
+            let norm = |s: &String| s.strip_prefix("CAP_").unwrap_or(s).to_string();
+            if cs.drop.iter().any(|d| d == "ALL") {
+                caps.clear();
+            } else {
+                let drop: Vec<String> = cs.drop.iter().map(norm).collect();
+                caps.retain(|c| !drop.contains(c));
+            }
+            if cs.add.iter().any(|a| a == "ALL") {
+                caps = crate::validate::CAPABILITIES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+            } else {
+                for a in cs.add.iter().map(norm) {
+                    if !caps.contains(&a) {
+                        caps.push(a);
+                    }
+                }
+            }
+        }
+        caps.sort();
+        Some(caps.into_iter().map(|c| format!("CAP_{c}")).collect())
+    };
+
+    let mut exec_start = argv.clone();
+    let mut joiner_prefix: Vec<String> = Vec::new();
+    if use_joiner && !argv.is_empty() {
+        joiner_prefix.push("/run/podc/join".into());
+        if joiner_needed_for_uts {
+            joiner_prefix.extend(["--uts".into(), "/run/podc/pod/ns/uts".into()]);
+        }
+        if join_pid {
+            joiner_prefix.extend(["--pid".into(), "/run/podc/pod/ns/pid".into()]);
+        }
+        if let Some(u) = &user_part {
+            joiner_prefix.extend(["--user".into(), u.clone()]);
+        }
+        if let Some(g) = &group {
+            joiner_prefix.extend(["--group".into(), g.clone()]);
+        }
+        if !sc.supplemental_groups.is_empty() {
+            joiner_prefix.extend([
+                "--groups".into(),
+                sc.supplemental_groups
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ]);
+        }
+        if let Some(caps) = &capabilities {
+            joiner_prefix.extend(["--caps".into(), caps.join(",")]);
+        }
+        if sc.run_as_non_root == Some(true) {
+            joiner_prefix.push("--non-root".into());
+        }
+        joiner_prefix.push("--".into());
+        exec_start = [joiner_prefix.clone(), argv].concat();
+    }
+    let wrap = |cmd: Vec<String>| {
+        if use_joiner {
+            [joiner_prefix.clone(), cmd].concat()
+        } else {
+            cmd
+        }
+    };
+
+    // Hooks.
+    let hook = |h: &Handler| -> HookCmd {
+        let pod_port = |p: &IntOrString| -> String {
+            match p {
+                IntOrString::Int(n) => n.to_string(),
+                IntOrString::String(name) => c
+                    .ports
+                    .iter()
+                    .find(|cp| cp.name.as_deref() == Some(name))
+                    .map_or_else(|| name.clone(), |cp| cp.container_port.to_string()),
+            }
+        };
+        let mut helper = vec![format!("{}/podc", t.libexec_dir), "hook".into()];
+        let netns = (!spec.host_network).then(|| format!("{}/ns/net", pc.run_dir));
+        if let Some(e) = &h.exec {
+            return HookCmd {
+                prefix: "",
+                argv: wrap(
+                    e.command
+                        .iter()
+                        .map(|a| expand::expand(a, &lookup_for_argv))
+                        .collect(),
+                ),
+            };
+        }
+        if let Some(g) = &h.http_get {
+            helper.push("http-get".into());
+            if let Some(n) = &netns {
+                helper.extend(["--netns".into(), n.clone()]);
+            }
+            helper.extend([
+                "--host".into(),
+                g.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
+                "--port".into(),
+                pod_port(&g.port),
+                "--path".into(),
+                g.path.clone().unwrap_or_else(|| "/".into()),
+            ]);
+            if g.scheme == Some(Scheme::Https) {
+                helper.extend(["--scheme".into(), "https".into()]);
+            }
+            for hd in &g.http_headers {
+                helper.extend(["--header".into(), format!("{}: {}", hd.name, hd.value)]);
+            }
+        } else if let Some(s) = &h.tcp_socket {
+            helper.push("tcp-socket".into());
+            if let Some(n) = &netns {
+                helper.extend(["--netns".into(), n.clone()]);
+            }
+            helper.extend([
+                "--host".into(),
+                s.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
+                "--port".into(),
+                pod_port(&s.port),
+            ]);
+        } else if let Some(s) = &h.sleep {
+            helper.extend(["sleep".into(), s.seconds.to_string()]);
+        }
+        HookCmd {
+            prefix: "+",
+            argv: helper,
+        }
+    };
+    let post_start = c
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.post_start.as_ref())
+        .map(&hook);
+    let pre_stop = c
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+        .map(&hook);
+
+    // Volumes.
+    let mut binds = Vec::new();
+    let mut binds_ro = Vec::new();
+    if !spec.host_network {
+        binds_ro.push((format!("{}/hosts", pc.run_dir), "/etc/hosts".to_string()));
+    }
+    binds_ro.push((
+        format!("{}/hostname", pc.run_dir),
+        "/etc/hostname".to_string(),
+    ));
+    binds_ro.push((
+        format!("{}/resolv.conf", pc.run_dir),
+        "/etc/resolv.conf".to_string(),
+    ));
+    if use_joiner {
+        binds_ro.push((pc.run_dir.clone(), "/run/podc/pod".to_string()));
+        binds_ro.push((
+            format!("{}/podc-pause", t.libexec_dir),
+            "/run/podc/join".to_string(),
+        ));
+    }
+    for m in &c.volume_mounts {
+        let Some(vol) = spec.volumes.iter().find(|v| v.name == m.name) else {
+            continue;
+        };
+        let mut src = volume_host_path(vol, pc);
+        if let Some(sp) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            src = format!("{src}/{sp}");
+        }
+        let ro = m.read_only || vol.config_map.is_some() || vol.secret.is_some();
+        if ro {
+            binds_ro.push((src, m.mount_path.clone()));
+        } else {
+            binds.push((src, m.mount_path.clone()));
+        }
+    }
+
+    // Resources.
+    let res = c.resources.clone().unwrap_or_default();
+    let limits = res.limits.unwrap_or_default();
+    let requests = res.requests.unwrap_or_default();
+    // Kubernetes: a limit without a request makes the request equal to it.
+    let req_cpu = quantity_of(&requests.cpu, false).or(quantity_of(&limits.cpu, false));
+    let req_mem = quantity_of(&requests.memory, true).or(quantity_of(&limits.memory, true));
+
+    // Restart policy.
+    let (service_type, restart_str, remain) = match role {
+        "init" => (
+            "oneshot",
+            if restart == RestartPolicy::Never {
+                "no"
+            } else {
+                "on-failure"
+            },
+            true,
+        ),
+        "sidecar" => ("exec", "always", false),
+        _ => (
+            "exec",
+            match restart {
+                RestartPolicy::Always => "always",
+                RestartPolicy::OnFailure => "on-failure",
+                RestartPolicy::Never => "no",
+            },
+            false,
+        ),
+    };
+    let native_backoff = t.systemd_version >= 254;
+    if !native_backoff && restart_str != "no" && role != "init" {
+        notes.push(Note::at(
+            vp,
+            cpath,
+            "restart-backoff",
+            format!(
+                "systemd {} has no RestartSteps= (254+): restarts use a fixed 10 s delay instead of Kubernetes' 10 s → 300 s back-off",
+                t.systemd_version
+            ),
+        ));
+    }
+
+    let working_dir = c
+        .working_dir
+        .clone()
+        .or(img.working_dir.clone())
+        .filter(|w| !w.is_empty());
+    let container_dir = format!("{}/containers/{}", pc.state_dir, c.name);
+    let mut rootfs_mount = vec![
+        format!("{}/podc", t.libexec_dir),
+        "rootfs".into(),
+        "mount".into(),
+        "--dir".into(),
+        container_dir.clone(),
+        "--image".into(),
+        c.image.clone(),
+    ];
+    if let Some(d) = &img.digest {
+        rootfs_mount.extend(["--digest".into(), d.clone()]);
+    }
+    let rootfs_umount = vec![
+        format!("{}/podc", t.libexec_dir),
+        "rootfs".into(),
+        "umount".into(),
+        "--dir".into(),
+        container_dir.clone(),
+    ];
+    ContainerCtx {
+        pod: pc.clone(),
+        container: c.name.clone(),
+        image: c.image.clone(),
+        image_digest: img.digest.clone(),
+        role,
+        after,
+        requires,
+        service_type,
+        restart: restart_str,
+        restart_sec: 10,
+        restart_steps: (native_backoff && restart_str != "no").then_some(5),
+        restart_max_delay_sec: (native_backoff && restart_str != "no").then_some(300),
+        start_limit_off: restart_str != "no",
+        remain_after_exit: remain,
+        grace,
+        root_directory: format!("{container_dir}/rootfs"),
+        netns: (!spec.host_network).then(|| format!("{}/ns/net", pc.run_dir)),
+        ipcns: (!spec.host_ipc).then(|| format!("{}/ns/ipc", pc.run_dir)),
+        protect_hostname,
+        binds,
+        binds_ro,
+        read_only_root: sc.read_only_root_filesystem.unwrap_or(false),
+        env,
+        env_file,
+        working_dir,
+        user: if use_joiner { None } else { user_part },
+        group: if use_joiner { None } else { group },
+        supplementary_groups: if use_joiner {
+            Vec::new()
+        } else {
+            sc.supplemental_groups.clone()
+        },
+        no_new_privileges: sc.allow_privilege_escalation == Some(false),
+        capabilities: if use_joiner { None } else { capabilities },
+        memory_max: quantity_of(&limits.memory, true),
+        memory_min: req_mem,
+        cpu_quota_percent: quantity_of(&limits.cpu, false).map(cpu_quota_percent),
+        cpu_weight: req_cpu.map(cpu_weight),
+        exec_start,
+        rootfs_mount,
+        rootfs_umount,
+        post_start,
+        pre_stop,
+        stop_signal: img.stop_signal.clone(),
+    }
+}
+
+/// Where a volume lives on the host.
+fn volume_host_path(vol: &Volume, pc: &PodCtx) -> String {
+    if let Some(hp) = &vol.host_path {
+        return hp.path.trim_end_matches('/').to_string();
+    }
+    let memory = vol
+        .empty_dir
+        .as_ref()
+        .is_some_and(|e| e.medium == Some(StorageMedium::Memory));
+    if vol.config_map.is_some() || vol.secret.is_some() || memory {
+        // tmpfs-backed, set up by the infra unit; secrets never touch disk
+        // beyond podc's root-only data directory.
+        format!("{}/volumes/{}", pc.run_dir, vol.name)
+    } else {
+        format!("{}/volumes/{}", pc.state_dir, vol.name)
+    }
+}
+
+/// File name → content.
+type Files = BTreeMap<String, Vec<u8>>;
+
+/// ConfigMap and Secret volume content, as files under `data/volumes/`.
+fn plan_volume_files(vol: &Volume, v: &Validated, ns: &str, files: &mut Vec<DataFile>) {
+    let (content, items, default_mode, secret): (Option<Files>, &[KeyToPath], i64, bool) =
+        if let Some(cm) = &vol.config_map {
+            (
+                v.config_maps
+                    .get(&(ns.to_string(), cm.name.clone()))
+                    .map(|d| d.files()),
+                &cm.items,
+                cm.default_mode.unwrap_or(0o644),
+                false,
+            )
+        } else if let Some(s) = &vol.secret {
+            (
+                v.secrets
+                    .get(&(ns.to_string(), s.secret_name.clone()))
+                    .map(|d| d.data.clone()),
+                &s.items,
+                s.default_mode.unwrap_or(0o644),
+                true,
+            )
+        } else {
+            return;
+        };
+    let Some(content) = content else { return };
+    let prefix = format!("volumes/{}", vol.name);
+    if items.is_empty() {
+        for (k, data) in content {
+            files.push(DataFile {
+                path: format!("{prefix}/{k}"),
+                mode: default_mode as u32,
+                secret,
+                content: data,
+            });
+        }
+    } else {
+        for it in items {
+            if let Some(data) = content.get(&it.key) {
+                files.push(DataFile {
+                    path: format!("{prefix}/{}", it.path),
+                    mode: it.mode.unwrap_or(default_mode) as u32,
+                    secret,
+                    content: data.clone(),
+                });
+            }
+        }
+    }
+}
+
+/// The container's security context over the pod's (container wins).
+fn effective_security(
+    pod: Option<&PodSecurityContext>,
+    c: Option<&SecurityContext>,
+) -> EffectiveSecurity {
+    let p = pod.cloned().unwrap_or_default();
+    let c = c.cloned().unwrap_or_default();
+    EffectiveSecurity {
+        run_as_user: c.run_as_user.or(p.run_as_user),
+        run_as_group: c.run_as_group.or(p.run_as_group),
+        run_as_non_root: c.run_as_non_root.or(p.run_as_non_root),
+        supplemental_groups: p.supplemental_groups,
+        read_only_root_filesystem: c.read_only_root_filesystem,
+        allow_privilege_escalation: c.allow_privilege_escalation,
+        privileged: c.privileged,
+        capabilities: c.capabilities,
+    }
+}
+
+struct EffectiveSecurity {
+    run_as_user: Option<i64>,
+    run_as_group: Option<i64>,
+    run_as_non_root: Option<bool>,
+    supplemental_groups: Vec<u32>,
+    read_only_root_filesystem: Option<bool>,
+    allow_privilege_escalation: Option<bool>,
+    privileged: Option<bool>,
+    capabilities: Option<Capabilities>,
+}
+
+/// The value of a `fieldRef`, known at build time on one host.
+fn field_value(pod: &Pod, ns: &str, path: &str, t: &Target) -> String {
+    match path {
+        "metadata.name" => pod.metadata.name.clone(),
+        "metadata.namespace" => ns.to_string(),
+        "spec.nodeName" => t.node_name.clone(),
+        // The pod's own network namespace has only loopback.
+        "status.podIP" => "127.0.0.1".into(),
+        _ => match label_or_annotation_ref(path) {
+            Some(("labels", k)) => pod.metadata.labels.get(k).cloned().unwrap_or_default(),
+            Some((_, k)) => pod.metadata.annotations.get(k).cloned().unwrap_or_default(),
+            None => String::new(),
+        },
+    }
+}
+
+/// An `EnvironmentFile=` body: one `NAME="value"` per line, escaped for
+/// systemd's env-file parser (backslash, double quote, `$` and backtick are
+/// backslash-escaped inside double quotes; newlines are kept literally
+/// inside the quotes).
+pub fn env_file_text(env: &[(String, String)]) -> String {
+    let mut s = String::new();
+    for (k, v) in env {
+        s.push_str(k);
+        s.push_str("=\"");
+        for ch in v.chars() {
+            if matches!(ch, '\\' | '"' | '$' | '`') {
+                s.push('\\');
+            }
+            s.push(ch);
+        }
+        s.push_str("\"\n");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_cpu_conversions() {
+        // Values from Kubernetes' MilliCPUToShares and CPUSharesToCPUWeight.
+        assert_eq!(cpu_weight(1000), 39);
+        assert_eq!(cpu_weight(100), 4);
+        assert_eq!(cpu_weight(1), 1);
+        assert_eq!(cpu_weight(256_000), 10_000); // shares clamp at 262144
+        assert_eq!(cpu_quota_percent(200), 20);
+        assert_eq!(cpu_quota_percent(1500), 150);
+        assert_eq!(cpu_quota_percent(1), 1);
+    }
+
+    #[test]
+    fn unit_names() {
+        assert_eq!(
+            slice_name("default_my-web"),
+            "podc-default_my\\x2dweb.slice"
+        );
+        assert_eq!(target_name("default_web"), "podc_default_web.target");
+        assert_eq!(
+            container_unit_name("default_web", "app"),
+            "podc_default_web_app.service"
+        );
+    }
+
+    #[test]
+    fn env_file_escaping() {
+        assert_eq!(
+            env_file_text(&[("A".into(), "x\"$y`\\\nz".into())]),
+            "A=\"x\\\"\\$y\\`\\\\\nz\"\n"
+        );
+    }
+}

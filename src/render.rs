@@ -1,0 +1,222 @@
+//! Stage 4, render: the unit model → unit file text, through minijinja
+//! templates in `templates/` (embedded; overridable with `--templates DIR`).
+//!
+//! Escaping is not left to template authors: every `{{ value }}` goes
+//! through a formatter that escapes it as free text for systemd (no line
+//! breaks, `%` doubled), and the filters below produce the exact syntax of
+//! the directive they are used in (`exec`, `env`, `path`, `bind`), marked
+//! safe. A value therefore cannot smuggle a directive into a unit.
+
+use crate::escape;
+use crate::plan::PodPlan;
+use minijinja::value::Value;
+use minijinja::{Environment, Error, ErrorKind};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+/// The built-in templates, by name.
+pub const TEMPLATES: &[(&str, &str)] = &[
+    ("pod.slice", include_str!("../templates/pod.slice")),
+    ("pod.target", include_str!("../templates/pod.target")),
+    ("infra.service", include_str!("../templates/infra.service")),
+    (
+        "container.service",
+        include_str!("../templates/container.service"),
+    ),
+    ("header", include_str!("../templates/header")),
+];
+
+/// A rendered unit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RenderedUnit {
+    pub name: String,
+    pub text: String,
+}
+
+impl RenderedUnit {
+    /// `sha256:<hex>` of the text, recorded in the inventory.
+    pub fn hash(&self) -> String {
+        format!("sha256:{:x}", Sha256::digest(self.text.as_bytes()))
+    }
+}
+
+/// The template environment: built-ins, optionally overridden from `dir`
+/// (a file there named like a built-in replaces it).
+pub fn environment(dir: Option<&Path>) -> Result<Environment<'static>, String> {
+    let mut env = Environment::new();
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_keep_trailing_newline(true);
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    for (name, text) in TEMPLATES {
+        let text = match dir.map(|d| d.join(name)) {
+            Some(p) if p.exists() => {
+                std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?
+            }
+            _ => text.to_string(),
+        };
+        env.add_template_owned(name.to_string(), text)
+            .map_err(|e| format!("template {name}: {e}"))?;
+    }
+    env.set_formatter(|out, _state, value| {
+        if value.is_safe() {
+            write!(out, "{value}")?;
+        } else if value.is_none() || value.is_undefined() {
+            return Err(Error::new(
+                ErrorKind::UndefinedError,
+                "a template printed an empty value",
+            ));
+        } else {
+            write!(out, "{}", escape::text_value(&value.to_string()))?;
+        }
+        Ok(())
+    });
+    env.add_filter("exec", filter_exec);
+    env.add_filter("env", filter_env);
+    env.add_filter("path", filter_path);
+    env.add_filter("bind", filter_bind);
+    Ok(env)
+}
+
+fn strings(v: &Value) -> Result<Vec<String>, Error> {
+    v.try_iter()?
+        .map(|x| {
+            x.as_str().map(str::to_string).ok_or_else(|| {
+                Error::new(ErrorKind::InvalidOperation, "expected a list of strings")
+            })
+        })
+        .collect()
+}
+
+/// One argv element. A NUL-delimited name (`\0NAME\0`, which the planner
+/// inserts for secret variables; NUL cannot occur in real arguments) becomes
+/// `${NAME}`, for systemd to expand from the EnvironmentFile at start.
+fn exec_word(arg: &str) -> Result<String, String> {
+    if !arg.contains('\0') {
+        return escape::try_exec_arg(arg);
+    }
+    let mut out = String::from("\"");
+    for (i, piece) in arg.split('\0').enumerate() {
+        if i % 2 == 1 {
+            out.push_str(&format!("${{{piece}}}"));
+        } else {
+            let q = escape::try_exec_arg(piece)?;
+            out.push_str(&q[1..q.len() - 1]);
+        }
+    }
+    out.push('"');
+    Ok(out)
+}
+
+fn invalid(e: String) -> Error {
+    Error::new(ErrorKind::InvalidOperation, e)
+}
+
+/// `argv | exec` → a command line for `ExecStart=` and friends.
+fn filter_exec(v: Value) -> Result<Value, Error> {
+    let argv = strings(&v)?;
+    let Some((cmd, args)) = argv.split_first() else {
+        return Err(invalid("empty command line".into()));
+    };
+    if cmd.contains('\0') {
+        return Err(invalid(
+            "a secret cannot be part of the executable's name".into(),
+        ));
+    }
+    let mut line = escape::exec_command(std::slice::from_ref(cmd)).map_err(invalid)?;
+    for a in args {
+        line.push(' ');
+        line.push_str(&exec_word(a).map_err(invalid)?);
+    }
+    Ok(Value::from_safe_string(line))
+}
+
+/// `[name, value] | env` → the value of an `Environment=` line.
+fn filter_env(v: Value) -> Result<Value, Error> {
+    let pair = strings(&v)?;
+    match pair.as_slice() {
+        [k, val] => escape::try_env_assignment(k, val)
+            .map(Value::from_safe_string)
+            .map_err(invalid),
+        _ => Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "env takes [name, value]",
+        )),
+    }
+}
+
+/// `p | path` → a single absolute path for `RootDirectory=` etc.
+fn filter_path(v: Value) -> Result<Value, Error> {
+    let p = v
+        .as_str()
+        .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "path takes a string"))?;
+    escape::path_value(p)
+        .map(Value::from_safe_string)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e))
+}
+
+/// `[src, dst] | bind` → one `BindPaths=` entry.
+fn filter_bind(v: Value) -> Result<Value, Error> {
+    let pair = strings(&v)?;
+    match pair.as_slice() {
+        [src, dst] => escape::try_path_list_entry(src, Some(dst))
+            .map(Value::from_safe_string)
+            .map_err(invalid),
+        _ => Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "bind takes [src, dst]",
+        )),
+    }
+}
+
+/// Render every unit of a pod.
+pub fn render(env: &Environment, plan: &PodPlan) -> Result<Vec<RenderedUnit>, String> {
+    plan.units
+        .iter()
+        .map(|u| {
+            let tmpl = env
+                .get_template(u.template)
+                .map_err(|e| format!("template {}: {e}", u.template))?;
+            let mut text = tmpl
+                .render(&u.ctx)
+                .map_err(|e| format!("rendering {} with template {}: {e:#}", u.name, u.template))?;
+            // One blank line at most between sections; one newline at the end.
+            while text.contains("\n\n\n") {
+                text = text.replace("\n\n\n", "\n\n");
+            }
+            let text = format!("{}\n", text.trim_end());
+            Ok(RenderedUnit {
+                name: u.name.clone(),
+                text,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_references_become_systemd_variables() {
+        assert_eq!(
+            exec_word("--password=\0DB_PASS\0!").unwrap(),
+            "\"--password=${DB_PASS}!\""
+        );
+        assert_eq!(exec_word("\0A\0").unwrap(), "\"${A}\"");
+        assert_eq!(exec_word("$5").unwrap(), "\"$$5\"");
+    }
+
+    #[test]
+    fn plain_values_are_escaped_by_the_formatter() {
+        let mut env = environment(None).unwrap();
+        env.add_template("t", "Description={{ d }}").unwrap();
+        let out = env
+            .get_template("t")
+            .unwrap()
+            .render(minijinja::context! { d => "50%\n[Service]\nExecStart=/bin/evil" })
+            .unwrap();
+        assert!(!out.contains('\n'), "{out}");
+        assert!(out.contains("50%%"), "{out}");
+    }
+}
