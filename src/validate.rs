@@ -77,8 +77,15 @@ struct Report<'a> {
 }
 
 impl Report<'_> {
+    /// Where to point for `pointer`: the value, or for a mapping or list
+    /// the key that introduces it (the value starts on the next line).
     fn at(&self, pointer: &str) -> Pos {
-        self.doc.spans.value_pos(pointer)
+        match self.doc.value.pointer(pointer) {
+            Some(Value::Object(_) | Value::Array(_)) if !pointer.is_empty() => {
+                self.doc.spans.key_pos(pointer)
+            }
+            _ => self.doc.spans.value_pos(pointer),
+        }
     }
     fn err(&mut self, pointer: &str, msg: impl Into<String>) {
         let pos = self.at(pointer);
@@ -156,11 +163,24 @@ pub fn validate(sources: &[Source], docs: &[Document]) -> (Validated, Vec<Diagno
         let Some(kind) = check_kind(&mut r) else {
             continue;
         };
-        if !schema_check(&mut r, kind) {
-            continue;
-        }
+        // After schema errors, keep going on a repaired copy (offending
+        // fields removed) so that semantic errors elsewhere in the same
+        // document are reported in the same run. The output is never used:
+        // any error stops the build.
+        let repaired;
+        let value = match schema_check(&mut r, kind) {
+            Ok(()) => &doc.value,
+            Err(broken) => match repair(&doc.value, &broken) {
+                Some(v) => {
+                    repaired = v;
+                    &repaired
+                }
+                None => continue,
+            },
+        };
+        let quiet = !std::ptr::eq(value, &doc.value);
         let (name, ns) = match kind {
-            "Pod" => match typed::<Pod>(&mut r) {
+            "Pod" => match typed::<Pod>(&mut r, value, quiet) {
                 Some(p) => {
                     let key = (p.metadata.name.clone(), ns_of(&p.metadata));
                     pods.push((p, di));
@@ -168,7 +188,7 @@ pub fn validate(sources: &[Source], docs: &[Document]) -> (Validated, Vec<Diagno
                 }
                 None => continue,
             },
-            "ConfigMap" => match typed::<ConfigMap>(&mut r) {
+            "ConfigMap" => match typed::<ConfigMap>(&mut r, value, quiet) {
                 Some(cm) => {
                     let key = (cm.metadata.name.clone(), ns_of(&cm.metadata));
                     if let Some(data) = check_config_map(&mut r, &cm) {
@@ -178,7 +198,7 @@ pub fn validate(sources: &[Source], docs: &[Document]) -> (Validated, Vec<Diagno
                 }
                 None => continue,
             },
-            _ => match typed::<Secret>(&mut r) {
+            _ => match typed::<Secret>(&mut r, value, quiet) {
                 Some(s) => {
                     let key = (s.metadata.name.clone(), ns_of(&s.metadata));
                     if let Some(data) = check_secret(&mut r, &s) {
@@ -260,10 +280,13 @@ fn check_kind(r: &mut Report) -> Option<&'static str> {
         }
     };
     let Some(kind) = schema::KINDS.iter().copied().find(|k| *k == kind) else {
-        r.err(
-            "/kind",
+        let pos = r.at("/kind");
+        r.diags.push(Diagnostic::error(
+            r.file,
+            pos,
+            "",
             format!("kind: {kind} is not supported; podc runs Pods (and the ConfigMaps and Secrets they use)"),
-        );
+        ));
         return None;
     };
     match obj.get("apiVersion") {
@@ -312,103 +335,158 @@ fn def_of(schema_path: &str) -> &str {
         .unwrap_or("")
 }
 
-/// Run the JSON schema; turn each error into a located diagnostic.
-fn schema_check(r: &mut Report, kind: &str) -> bool {
+/// Run the JSON schema; turn each error into a located diagnostic. On
+/// failure, returns the JSON pointers of the offending values.
+fn schema_check(r: &mut Report, kind: &str) -> Result<(), Vec<String>> {
     let v = validators();
     let Some(validator) = v.by_kind.get(kind) else {
-        return false;
+        return Err(vec![String::new()]);
     };
-    let mut ok = true;
-    let mut reported: HashSet<(String, String)> = HashSet::new();
-    for e in validator.iter_errors(&r.doc.value) {
-        ok = false;
-        let ptr = e.instance_path().as_str().to_string();
-        let spath = e.schema_path().as_str().to_string();
-        let parent = spath.rsplit_once('/').map_or("", |(p, _)| p);
-        let instance = r.doc.value.pointer(&ptr).cloned().unwrap_or(Value::Null);
-        use jsonschema::error::ValidationErrorKind as K;
-        match e.kind() {
-            K::AdditionalProperties { unexpected } => {
-                let def = def_of(&spath).to_string();
-                let allowed: Vec<String> = schema_at(&v.schema, &format!("{parent}/properties"))
-                    .and_then(Value::as_object)
-                    .map(|m| m.keys().cloned().collect())
-                    .unwrap_or_default();
-                for field in unexpected {
-                    let child = format!("{ptr}/{}", field.replace('~', "~0").replace('/', "~1"));
-                    r.err_key(&child, unknown_field_message(&def, field, &allowed));
+    let mut broken = Vec::new();
+    let errors: Vec<_> = validator.iter_errors(&r.doc.value).collect();
+    for e in &errors {
+        report_schema_error(r, &v.schema, e, &mut broken);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(broken)
+    }
+}
+
+fn is_null_type_error(e: &jsonschema::ValidationError) -> bool {
+    use jsonschema::error::ValidationErrorKind as K;
+    match e.kind() {
+        K::Type {
+            kind: jsonschema::error::TypeKind::Single(jsonschema::JsonType::Null),
+        } => true,
+        _ => false,
+    }
+}
+
+fn report_schema_error(
+    r: &mut Report,
+    schema: &Value,
+    e: &jsonschema::ValidationError,
+    broken: &mut Vec<String>,
+) {
+    use jsonschema::error::ValidationErrorKind as K;
+    let ptr = e.instance_path().as_str().to_string();
+    let spath = e.schema_path().as_str().to_string();
+    let parent = spath.rsplit_once('/').map_or("", |(p, _)| p);
+    let instance = r.doc.value.pointer(&ptr).cloned().unwrap_or(Value::Null);
+    match e.kind() {
+        K::AdditionalProperties { unexpected } => {
+            let def = def_of(&spath).to_string();
+            let allowed: Vec<String> = schema_at(schema, &format!("{parent}/properties"))
+                .and_then(Value::as_object)
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            for field in unexpected {
+                let child = format!("{ptr}/{}", field.replace('~', "~0").replace('/', "~1"));
+                r.err_key(&child, unknown_field_message(&def, field, &allowed));
+                broken.push(child);
+            }
+            return;
+        }
+        // `Option<T>` is `anyOf: [T, null]`: report what T said, not that
+        // the value is not null.
+        K::AnyOf { context } | K::OneOfNotValid { context } => {
+            let branch = context
+                .iter()
+                .find(|b| !b.is_empty() && !b.iter().all(is_null_type_error));
+            match branch {
+                Some(b) => {
+                    for inner in b {
+                        report_schema_error(r, schema, inner, broken);
+                    }
                 }
+                None => r.err(&ptr, format!("{} is not accepted here", short(&instance))),
             }
-            K::Required { property } => {
-                let p = property.as_str().unwrap_or_default();
-                r.err(&ptr, format!("missing required field \"{p}\""));
-            }
-            K::Type { .. } => {
-                let want = schema_at(&v.schema, &format!("{parent}/type"))
-                    .map(|t| match t {
-                        Value::Array(a) => a
-                            .iter()
-                            .filter_map(Value::as_str)
-                            .filter(|s| *s != "null")
-                            .collect::<Vec<_>>()
-                            .join(" or "),
-                        Value::String(s) => s.clone(),
-                        _ => t.to_string(),
-                    })
-                    .unwrap_or_else(|| "another type".into());
-                let mut msg = format!("expected {want}, got {}", type_name(&instance));
-                if want.contains("string") && (instance.is_boolean() || instance.is_number()) {
-                    msg.push_str(
-                        "; quote the value (YAML reads yes/no/on/off as booleans and 0644 as a number)",
-                    );
-                }
-                r.err(&ptr, msg);
-            }
-            K::Enum { options } => {
-                let opts: Vec<String> = options
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|o| {
-                                o.as_str()
-                                    .map_or_else(|| o.to_string(), |s| format!("\"{s}\""))
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                r.err(
-                    &ptr,
-                    format!(
-                        "{} is not accepted; use one of: {}",
-                        short(&instance),
-                        opts.join(", ")
-                    ),
+            return;
+        }
+        K::Required { property } => {
+            let p = property.as_str().unwrap_or_default();
+            r.err(&ptr, format!("missing required field \"{p}\""));
+        }
+        K::Type { .. } => {
+            let want = schema_at(schema, &format!("{parent}/type"))
+                .map(|t| match t {
+                    Value::Array(a) => a
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .filter(|s| *s != "null")
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                    Value::String(s) => s.clone(),
+                    _ => t.to_string(),
+                })
+                .unwrap_or_else(|| "another type".into());
+            let mut msg = format!("expected {want}, got {}", type_name(&instance));
+            if want.contains("string") && (instance.is_boolean() || instance.is_number()) {
+                msg.push_str(
+                    "; quote the value (YAML reads yes/no/on/off as booleans and 0644 as a number)",
                 );
             }
-            K::Constant { expected_value } => {
-                r.err(
-                    &ptr,
-                    format!(
-                        "{} is not accepted; use {}",
-                        short(&instance),
-                        expected_value
-                    ),
-                );
+            r.err(&ptr, msg);
+        }
+        K::Enum { options } => {
+            let opts: Vec<String> = options
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|o| {
+                            o.as_str()
+                                .map_or_else(|| o.to_string(), |s| format!("\"{s}\""))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            r.err(
+                &ptr,
+                format!(
+                    "{} is not accepted; use one of: {}",
+                    short(&instance),
+                    opts.join(", ")
+                ),
+            );
+        }
+        K::Constant { expected_value } => {
+            r.err(
+                &ptr,
+                format!(
+                    "{} is not accepted; use {}",
+                    short(&instance),
+                    expected_value
+                ),
+            );
+        }
+        K::Minimum { limit } => r.err(&ptr, format!("must be at least {limit}")),
+        K::Maximum { limit } => r.err(&ptr, format!("must be at most {limit}")),
+        K::MinItems { limit } => r.err(&ptr, format!("must have at least {limit} item(s)")),
+        K::MinLength { limit } => r.err(&ptr, format!("must be at least {limit} character(s)")),
+        _ => r.err(&ptr, e.to_string()),
+    }
+    broken.push(ptr);
+}
+
+/// A copy of `value` without the fields at `broken`, or `None` when a
+/// broken value cannot simply be left out (a list item, the whole document).
+fn repair(value: &Value, broken: &[String]) -> Option<Value> {
+    let mut v = value.clone();
+    let mut ptrs: Vec<&String> = broken.iter().collect();
+    ptrs.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in ptrs {
+        let (parent, last) = p.rsplit_once('/')?;
+        let key = last.replace("~1", "/").replace("~0", "~");
+        match v.pointer_mut(parent)? {
+            Value::Object(m) => {
+                m.remove(&key);
             }
-            K::Minimum { limit } => r.err(&ptr, format!("must be at least {limit}")),
-            K::Maximum { limit } => r.err(&ptr, format!("must be at most {limit}")),
-            K::MinItems { limit } => r.err(&ptr, format!("must have at least {limit} item(s)")),
-            K::MinLength { limit } => r.err(&ptr, format!("must be at least {limit} character(s)")),
-            // `if/then` and `anyOf` wrappers repeat what their branches said.
-            K::AnyOf { .. } | K::OneOfNotValid { .. } | K::FalseSchema => {
-                if reported.insert((ptr.clone(), "any".into())) {
-                    r.err(&ptr, format!("{} is not accepted here", short(&instance)));
-                }
-            }
-            _ => r.err(&ptr, e.to_string()),
+            _ => return None,
         }
     }
-    ok
+    Some(v)
 }
 
 fn short(v: &Value) -> String {
@@ -450,9 +528,12 @@ pub fn unknown_field_message(def: &str, field: &str, allowed: &[String]) -> Stri
     }
 }
 
-fn typed<T: serde::de::DeserializeOwned>(r: &mut Report) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(&r.doc.value) {
+/// Deserialize into the typed model. `quiet` is for repaired documents,
+/// whose failures were already reported by the schema.
+fn typed<T: serde::de::DeserializeOwned>(r: &mut Report, value: &Value, quiet: bool) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(v) => Some(v),
+        Err(_) if quiet => None,
         Err(e) => {
             let ptr: String = e
                 .path()
