@@ -794,7 +794,18 @@ fn container_ctx(
             .unwrap_or_else(|| pod.metadata.name.clone())
     });
     let join_pid = spec.share_process_namespace;
-    let use_joiner = joiner_needed_for_uts || join_pid;
+    // systemd resolves a bare command name against the *host's* PATH when
+    // it loads the unit; Kubernetes resolves it inside the container with
+    // the container's PATH. The joiner execs with the container's PATH, so
+    // it also launches every container whose command is not absolute.
+    let relative = |argv: &[String]| argv.first().is_some_and(|a| !a.starts_with('/'));
+    let hook_relative = c.lifecycle.iter().any(|l| {
+        [&l.post_start, &l.pre_stop]
+            .into_iter()
+            .flatten()
+            .any(|h| h.exec.as_ref().is_some_and(|e| relative(&e.command)))
+    });
+    let use_joiner = joiner_needed_for_uts || join_pid || relative(&argv) || hook_relative;
 
     let sc = effective_security(spec.security_context.as_ref(), c.security_context.as_ref());
     let uid = sc
