@@ -82,7 +82,8 @@ pub struct Document {
     /// Index into the `sources` slice given to [`load`].
     pub source: usize,
     pub value: Value,
-    pub spans: Spans,
+    /// Shared: later stages keep a pod's positions for their own notes.
+    pub spans: std::sync::Arc<Spans>,
 }
 
 /// Parse every source into documents. Empty documents are skipped, as
@@ -617,9 +618,9 @@ fn finish(idx: usize, d: DocBuilder, docs: &mut Vec<Document>, diags: &mut Vec<D
     docs.push(Document {
         source: idx,
         value,
-        spans: Spans {
+        spans: std::sync::Arc::new(Spans {
             map: spans.into_iter().collect(),
-        },
+        }),
     });
 }
 

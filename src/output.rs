@@ -1,9 +1,14 @@
 //! Writing `podc build` output: all or nothing.
 //!
-//! The whole output is written into a fresh sibling directory first, synced,
+//! The whole output is written into a fresh sibling directory first,
 //! and then swapped with the old one by `renameat2(RENAME_EXCHANGE)`, so a
 //! reader sees either the previous build or the new one, never a mix, and a
-//! crash leaves the previous build in place.
+//! crash of podc leaves the previous build in place.
+//!
+//! Build output is not fsynced: it is regenerated from the manifests at
+//! will, and an fsync per file costs more than the whole compile (measured:
+//! 1.8 s of 1.9 s for 1,000 pods). `podc apply`, which installs units into
+//! the system, is where durability is owed.
 //!
 //! Layout:
 //! ```text
@@ -132,8 +137,7 @@ fn write_file(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
         .create_new(true)
         .mode(mode)
         .open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
+    f.write_all(data)
 }
 
 fn mkdir(path: &Path, mode: u32) -> std::io::Result<()> {
@@ -186,7 +190,6 @@ pub fn write_build(out: &Path, c: &Compiled, target: &Target) -> std::io::Result
             format!("{inv}\n").as_bytes(),
             0o644,
         )?;
-        fs::File::open(&tmp)?.sync_all()?;
         swap_into_place(&tmp, out)
     })();
     if result.is_err() {

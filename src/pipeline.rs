@@ -44,16 +44,27 @@ pub fn compile(
     images: &dyn Images,
     templates: &Environment,
 ) -> Result<Compiled, Vec<Diagnostic>> {
-    let (validated, mut diags) = check(sources);
+    let (mut validated, mut diags) = check(sources);
     if diags.iter().any(Diagnostic::is_error) {
         return Err(diags);
     }
-    let (plans, skipped) = plan::plan(&validated, target, images);
-    let mut pods = Vec::with_capacity(plans.len());
+    // One pod at a time: plan, render, then drop what rendering consumed,
+    // so peak memory is the input plus the output, not every stage at once.
+    let valid_pods = std::mem::take(&mut validated.pods);
+    let mut skipped = Vec::new();
+    let mut pods = Vec::with_capacity(valid_pods.len());
     // Notes that say the same thing (one missing image used by ten
     // containers) are shown once, at their first place, with a count.
     let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
-    for p in plans {
+    for vp in valid_pods {
+        let mut p = match plan::plan_one(&vp, &validated, target, images) {
+            Ok(p) => p,
+            Err(s) => {
+                skipped.push(s);
+                continue;
+            }
+        };
+        drop(vp);
         let at = Pos { line: 1, column: 1 };
         for e in &p.errors {
             diags.push(Diagnostic::error(
@@ -81,7 +92,12 @@ pub fn compile(
             continue;
         }
         match render::render(templates, &p) {
-            Ok(units) => pods.push(CompiledPod { plan: p, units }),
+            Ok(units) => {
+                for u in &mut p.units {
+                    u.ctx = serde_json::Value::Null;
+                }
+                pods.push(CompiledPod { plan: p, units })
+            }
             Err(e) => diags.push(Diagnostic::error(&p.file, at, "", e)),
         }
     }

@@ -283,17 +283,31 @@ pub fn plan(v: &Validated, target: &Target, images: &dyn Images) -> (Vec<PodPlan
     let mut plans = Vec::new();
     let mut skipped = Vec::new();
     for vp in &v.pods {
-        match scheduling_mismatch(&vp.pod.spec, target) {
-            Some(reason) => skipped.push(Skipped {
-                namespace: vp.namespace.clone(),
-                name: vp.pod.metadata.name.clone(),
-                file: vp.file.clone(),
-                reason,
-            }),
-            None => plans.push(plan_pod(vp, v, target, images)),
+        match plan_one(vp, v, target, images) {
+            Ok(p) => plans.push(p),
+            Err(s) => skipped.push(s),
         }
     }
     (plans, skipped)
+}
+
+/// Plan one pod (`v` supplies the ConfigMaps and Secrets it refers to), or
+/// say why it is not for this host.
+pub fn plan_one(
+    vp: &ValidPod,
+    v: &Validated,
+    target: &Target,
+    images: &dyn Images,
+) -> Result<PodPlan, Skipped> {
+    match scheduling_mismatch(&vp.pod.spec, target) {
+        Some(reason) => Err(Skipped {
+            namespace: vp.namespace.clone(),
+            name: vp.pod.metadata.name.clone(),
+            file: vp.file.clone(),
+            reason,
+        }),
+        None => Ok(plan_pod(vp, v, target, images)),
+    }
 }
 
 fn scheduling_mismatch(spec: &PodSpec, t: &Target) -> Option<String> {

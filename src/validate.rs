@@ -32,7 +32,7 @@ pub struct ValidPod {
     /// The file the pod came from, as the user named it.
     pub file: String,
     /// Source positions of the pod's document, for later stages' notes.
-    pub spans: crate::load::Spans,
+    pub spans: std::sync::Arc<crate::load::Spans>,
 }
 
 /// Everything the input defines, keyed by (namespace, name).
