@@ -356,12 +356,12 @@ fn schema_check(r: &mut Report, kind: &str) -> Result<(), Vec<String>> {
 
 fn is_null_type_error(e: &jsonschema::ValidationError) -> bool {
     use jsonschema::error::ValidationErrorKind as K;
-    match e.kind() {
+    matches!(
+        e.kind(),
         K::Type {
             kind: jsonschema::error::TypeKind::Single(jsonschema::JsonType::Null),
-        } => true,
-        _ => false,
-    }
+        }
+    )
 }
 
 fn report_schema_error(

@@ -141,8 +141,7 @@ fn build_examples_writes_units_and_inventory() {
     let dir = t.dir.clone();
     t.stdout_has("pod default/web: 5 units").run();
     let inv: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(dir.join("out/inventory.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&fs::read_to_string(dir.join("out/inventory.json")).unwrap()).unwrap();
     let pods = inv["pods"].as_array().unwrap();
     assert_eq!(pods.len(), 10);
     for pod in pods {
@@ -161,12 +160,20 @@ fn invalid_input_leaves_the_previous_build_untouched() {
     let dir = t.dir.clone();
     t.args(&["build", "-o", "out", "pods"]).run();
     let before = snapshot(&dir.join("out"));
-    assert!(before.iter().any(|(p, _)| p == "units/podc_default_web_app.service"));
+    assert!(before
+        .iter()
+        .any(|(p, _)| p == "units/podc_default_web_app.service"));
     let t2 = Test {
         dir: dir.clone(),
         ..Test::new()
     }
-    .file("pods/web.yaml", &POD.replace("image: busybox:1.36", "image: busybox:1.36\n    comand: [x]"))
+    .file(
+        "pods/web.yaml",
+        &POD.replace(
+            "image: busybox:1.36",
+            "image: busybox:1.36\n    comand: [x]",
+        ),
+    )
     .file("pods/other.yaml", &POD.replace("name: web", "name: other"));
     t2.args(&["build", "-o", "out", "pods"])
         .status(1)
@@ -184,24 +191,36 @@ fn invalid_input_leaves_the_previous_build_untouched() {
 
 #[test]
 fn rebuild_replaces_the_whole_output() {
-    let t = Test::new().file("a.yaml", POD).file("b.yaml", &POD.replace("name: web", "name: gone"));
+    let t = Test::new()
+        .file("a.yaml", POD)
+        .file("b.yaml", &POD.replace("name: web", "name: gone"));
     let dir = t.dir.clone();
     t.args(&["build", "-o", "out", "a.yaml", "b.yaml"]).run();
     assert!(dir.join("out/units/podc_default_gone.target").exists());
-    Test { dir: dir.clone(), ..Test::new() }.args(&["build", "-o", "out", "a.yaml"]).run();
+    Test {
+        dir: dir.clone(),
+        ..Test::new()
+    }
+    .args(&["build", "-o", "out", "a.yaml"])
+    .run();
     assert!(!dir.join("out/units/podc_default_gone.target").exists());
     assert!(dir.join("out/units/podc_default_web.target").exists());
 }
 
 #[test]
 fn refuses_to_replace_a_directory_that_is_not_a_build() {
-    let t = Test::new().file("a.yaml", POD).file("precious/notes.txt", "keep me");
+    let t = Test::new()
+        .file("a.yaml", POD)
+        .file("precious/notes.txt", "keep me");
     let dir = t.dir.clone();
     t.args(&["build", "-o", "precious", "a.yaml"])
         .status(1)
         .stderr_has("not a podc build directory")
         .run();
-    assert_eq!(fs::read_to_string(dir.join("precious/notes.txt")).unwrap(), "keep me");
+    assert_eq!(
+        fs::read_to_string(dir.join("precious/notes.txt")).unwrap(),
+        "keep me"
+    );
 }
 
 #[test]
@@ -222,7 +241,13 @@ fn validate_json_diagnostics() {
 #[test]
 fn validate_text_shows_a_snippet() {
     Test::new()
-        .file("p.yaml", &POD.replace("image: busybox:1.36", "image: busybox:1.36\n    comand: [x]"))
+        .file(
+            "p.yaml",
+            &POD.replace(
+                "image: busybox:1.36",
+                "image: busybox:1.36\n    comand: [x]",
+            ),
+        )
         .args(&["validate", "p.yaml"])
         .status(1)
         .stderr_has("p.yaml:9:5: error: spec.containers[0].comand: unknown field")
@@ -232,10 +257,7 @@ fn validate_text_shows_a_snippet() {
 
 #[test]
 fn reads_stdin() {
-    Test::new()
-        .args(&["validate", "-"])
-        .stdin(POD)
-        .run();
+    Test::new().args(&["validate", "-"]).stdin(POD).run();
     Test::new()
         .args(&["validate", "-"])
         .stdin("apiVersion: v1\nkind: Deployment\nmetadata: {name: x}\n")
@@ -261,27 +283,42 @@ fn directories_are_searched_for_yaml_and_json_only() {
 #[test]
 fn usage_errors_exit_2() {
     Test::new().args(&["build"]).status(2).run();
-    Test::new().args(&["build", "missing.yaml"]).status(2).stderr_has("missing.yaml").run();
+    Test::new()
+        .args(&["build", "missing.yaml"])
+        .status(2)
+        .stderr_has("missing.yaml")
+        .run();
     Test::new().args(&["frobnicate"]).status(2).run();
 }
 
 #[test]
 fn binary_garbage_is_an_error_not_a_crash() {
     let t = Test::new();
-    fs::write(t.dir.join("bin.yaml"), [0xff, 0xfe, 0x00, 0x01, b'\n', 0x80]).unwrap();
-    t.args(&["validate", "bin.yaml"]).status(1).stderr_has("not valid UTF-8").run();
+    fs::write(
+        t.dir.join("bin.yaml"),
+        [0xff, 0xfe, 0x00, 0x01, b'\n', 0x80],
+    )
+    .unwrap();
+    t.args(&["validate", "bin.yaml"])
+        .status(1)
+        .stderr_has("not valid UTF-8")
+        .run();
 }
 
 #[test]
 fn schema_command_prints_the_committed_schema() {
     let o = Test::new().args(&["schema"]).run();
-    let committed = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/pod.schema.json")).unwrap();
+    let committed =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/pod.schema.json"))
+            .unwrap();
     assert_eq!(o.stdout, committed);
 }
 
 #[test]
 fn secrets_stay_out_of_units_and_in_root_only_files() {
-    let t = Test::new().args(&["build", "-o", "out"]).arg(format!("{}/config-and-secret.yaml", examples()));
+    let t = Test::new()
+        .args(&["build", "-o", "out"])
+        .arg(format!("{}/config-and-secret.yaml", examples()));
     let dir = t.dir.clone();
     t.run();
     let secret = b"s3cr3t-passw0rd";
@@ -293,22 +330,31 @@ fn secrets_stay_out_of_units_and_in_root_only_files() {
             assert!(!holds, "secret in {path}");
         }
         if holds {
-            assert_eq!(meta.permissions().mode() & 0o077, 0, "{path} is readable by others");
+            assert_eq!(
+                meta.permissions().mode() & 0o077,
+                0,
+                "{path} is readable by others"
+            );
             found_env |= path.ends_with("env/app.env");
         }
     }
     assert!(found_env, "the secret env file was not written");
     let data = dir.join("out/pods/default_app/data");
-    assert_eq!(fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        fs::metadata(&data).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
 }
 
 #[test]
 fn templates_can_be_overridden() {
-    let t = Test::new()
-        .file("a.yaml", POD)
-        .file("tpl/pod.target", "# site template\n[Unit]\nDescription=custom {{ pod.name }}\n");
+    let t = Test::new().file("a.yaml", POD).file(
+        "tpl/pod.target",
+        "# site template\n[Unit]\nDescription=custom {{ pod.name }}\n",
+    );
     let dir = t.dir.clone();
-    t.args(&["build", "-o", "out", "--templates", "tpl", "a.yaml"]).run();
+    t.args(&["build", "-o", "out", "--templates", "tpl", "a.yaml"])
+        .run();
     let text = fs::read_to_string(dir.join("out/units/podc_default_web.target")).unwrap();
     assert_eq!(text, "# site template\n[Unit]\nDescription=custom web\n");
 }
@@ -319,7 +365,9 @@ fn pods_for_other_hosts_are_skipped_with_a_reason() {
     let t = Test::new().file("a.yaml", &pod);
     let dir = t.dir.clone();
     t.args(&["build", "-o", "out", "--node-name", "edge-1", "a.yaml"])
-        .stderr_has("skipped pod default/web (a.yaml): nodeSelector disk=ssd: this host has no label disk")
+        .stderr_has(
+            "skipped pod default/web (a.yaml): nodeSelector disk=ssd: this host has no label disk",
+        )
         .run();
     assert!(!dir.join("out/units/podc_default_web.target").exists());
     Test::new()
@@ -333,7 +381,8 @@ fn pods_for_other_hosts_are_skipped_with_a_reason() {
 fn native_directives_for_newer_systemd() {
     let t = Test::new().file("a.yaml", POD);
     let dir = t.dir.clone();
-    t.args(&["build", "-o", "out", "--systemd-version", "258", "a.yaml"]).run();
+    t.args(&["build", "-o", "out", "--systemd-version", "258", "a.yaml"])
+        .run();
     let text = fs::read_to_string(dir.join("out/units/podc_default_web_app.service")).unwrap();
     assert!(text.contains("ProtectHostname=private:web\n"), "{text}");
     assert!(text.contains("RestartSteps=5\n"), "{text}");

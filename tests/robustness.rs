@@ -24,7 +24,11 @@ fn run(bytes: Vec<u8>) {
     let _ = compile(&[src], &Target::new(252, "edge-1"), &NoImages, &env);
     // Generous: a debug build on a loaded 2-core machine. A hang or a
     // blow-up takes orders of magnitude longer.
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 fn examples() -> Vec<String> {
@@ -38,17 +42,51 @@ fn examples() -> Vec<String> {
 }
 
 const WORDS: &[&str] = &[
-    "apiVersion: v1\n", "kind: Pod\n", "kind: Secret\n", "kind: ConfigMap\n", "metadata:\n",
-    "  name: web\n", "spec:\n", "  containers:\n", "  - name: a\n", "    image: busybox\n",
-    "    command: [sh, -c, 'x']\n", "    env:\n", "    - name: A\n", "      value: $(B)\n",
-    "      valueFrom: {secretKeyRef: {name: s, key: k}}\n", "  volumes:\n", "  - name: v\n",
-    "    configMap: {name: c, defaultMode: 0644}\n", "    emptyDir: {sizeLimit: 1Gi}\n",
-    "    resources: {limits: {cpu: 100m, memory: 1e400}}\n", "data:\n", "  k: dg==\n", "---\n",
-    "&a [*a]\n", "*x\n", "<<: *a\n", "key: &a {b: c}\n", "x: *a\n", "!!binary x\n",
-    "? complex\n", ": value\n", "- - - -\n", "{{{{\n", "]]]]\n", "'unterminated\n",
-    "\"\\u0000\\xff\"\n", "\t\tTabs\n", "99999999999999999999999999999999\n", "-0x8000000000000000\n",
-    "0o777777777777777777777777\n", "%YAML 1.1\n", "%TAG ! tag:x,2000:\n", "!local v\n",
-    "    lifecycle: {postStart: {httpGet: {port: http}}}\n", "    ports: [{containerPort: 0}]\n",
+    "apiVersion: v1\n",
+    "kind: Pod\n",
+    "kind: Secret\n",
+    "kind: ConfigMap\n",
+    "metadata:\n",
+    "  name: web\n",
+    "spec:\n",
+    "  containers:\n",
+    "  - name: a\n",
+    "    image: busybox\n",
+    "    command: [sh, -c, 'x']\n",
+    "    env:\n",
+    "    - name: A\n",
+    "      value: $(B)\n",
+    "      valueFrom: {secretKeyRef: {name: s, key: k}}\n",
+    "  volumes:\n",
+    "  - name: v\n",
+    "    configMap: {name: c, defaultMode: 0644}\n",
+    "    emptyDir: {sizeLimit: 1Gi}\n",
+    "    resources: {limits: {cpu: 100m, memory: 1e400}}\n",
+    "data:\n",
+    "  k: dg==\n",
+    "---\n",
+    "&a [*a]\n",
+    "*x\n",
+    "<<: *a\n",
+    "key: &a {b: c}\n",
+    "x: *a\n",
+    "!!binary x\n",
+    "? complex\n",
+    ": value\n",
+    "- - - -\n",
+    "{{{{\n",
+    "]]]]\n",
+    "'unterminated\n",
+    "\"\\u0000\\xff\"\n",
+    "\t\tTabs\n",
+    "99999999999999999999999999999999\n",
+    "-0x8000000000000000\n",
+    "0o777777777777777777777777\n",
+    "%YAML 1.1\n",
+    "%TAG ! tag:x,2000:\n",
+    "!local v\n",
+    "    lifecycle: {postStart: {httpGet: {port: http}}}\n",
+    "    ports: [{containerPort: 0}]\n",
     "    securityContext: {capabilities: {add: [ALL]}, runAsUser: -1}\n",
 ];
 
@@ -114,7 +152,10 @@ fn pathological_inputs_are_refused_quickly() {
         "a: 1\n".repeat(10_000),
         format!("{}: x\n", "k".repeat(1_000_000)),
     ] {
-        let src = Source { name: "p.yaml".into(), text: input };
+        let src = Source {
+            name: "p.yaml".into(),
+            text: input,
+        };
         let started = Instant::now();
         let (_, diags) = podc::pipeline::check(&[src]);
         assert!(diags.iter().any(|d| d.is_error()));
