@@ -1,0 +1,2 @@
+//! Shared helpers for integration tests (`mod support;`).
+pub mod systemd;
