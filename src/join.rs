@@ -1,0 +1,245 @@
+//! The namespace joiner: `podc-pause join ... -- CMD ARGS...`, the
+//! `ExecStart=` of a container service that needs the pod's hostname (UTS
+//! namespace) or a PID namespace. systemd 252 has no directive for either.
+//!
+//! It runs *inside* the container root: systemd chroots (`RootDirectory=`)
+//! before exec'ing `ExecStart=`, so the unit binds the statically linked
+//! helper and the pod's ns directory into the root, e.g.
+//! `BindReadOnlyPaths=/usr/lib/podc/podc-pause:/.podc/podc-pause` and
+//! `BindReadOnlyPaths=/run/podc/pods/<id>:/.podc/pod` (ns files are bind
+//! mounts themselves; systemd binds recursively by default). Everything else
+//! (`RootDirectory=`, `BindPaths=`, `MountAPIVFS=`, sandboxing) stays
+//! systemd's.
+//!
+//! Order of operations, and why:
+//! 1. open the ns files, `setns` UTS: affects this process, so after exec the
+//!    command's `hostname` is the pod's.
+//! 2. PID: `setns` (shared pod namespace) or `unshare` (a container of its
+//!    own) only changes the namespace of *children*. So the joiner clones
+//!    once with `CLONE_PARENT`: the child's parent is then systemd itself,
+//!    not the joiner. The joiner exits at once (`Type=forking`) and systemd
+//!    adopts the child as main PID (`GuessMainPID=`: it is the only process
+//!    in the unit's cgroup whose parent is systemd). Because systemd is the
+//!    real parent, it gets the exit status (`ExecMainStatus=`) by `waitid`
+//!    as for any service. A plain fork would not do: when the joiner exits,
+//!    its child would be reparented to the PID namespace's init (the pod's
+//!    pause), and systemd would never learn the exit status. No process
+//!    stays behind to monitor the container.
+//! 3. In a new or joined PID namespace, mount a fresh `/proc` (the one
+//!    systemd's `MountAPIVFS=` mounted shows the host's PIDs); the child
+//!    does this since a procfs instance belongs to its mounter's PID ns.
+//! 4. Drop to the container user (`--user UID[:GID]`): `setns` needs
+//!    CAP_SYS_ADMIN, so the unit runs the joiner as root and must not set
+//!    `User=`; the joiner drops privileges itself, right before exec.
+//! 5. `execvp` the command (resolved with the container's `PATH`).
+
+use std::ffi::{CString, OsString};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStringExt;
+
+use nix::libc;
+use nix::mount::{mount, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::unistd::{execvp, setgid, setgroups, setuid, Gid, Uid};
+
+/// What PID namespace the command gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PidNs {
+    /// Stay in the service's (host) PID namespace.
+    Keep,
+    /// Join the pod's (`shareProcessNamespace: true`).
+    Join(String),
+    /// A new one of its own, the command as its PID 1 (Kubernetes default).
+    New,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinConfig {
+    pub uts: Option<String>,
+    pub pid: PidNs,
+    /// Mount a /proc for the PID namespace (default on when `pid` isn't Keep).
+    pub mount_proc: bool,
+    pub user: Option<(u32, u32)>,
+    pub argv: Vec<OsString>,
+}
+
+pub const USAGE: &str = "usage: podc-pause join [--uts NSFILE] [--pid NSFILE | --new-pid] \
+[--no-proc] [--user UID[:GID]] -- CMD [ARG...]";
+
+impl JoinConfig {
+    pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<JoinConfig, String> {
+        let mut cfg = JoinConfig {
+            uts: None,
+            pid: PidNs::Keep,
+            mount_proc: true,
+            user: None,
+            argv: Vec::new(),
+        };
+        let mut it = args.into_iter();
+        while let Some(arg) = it.next() {
+            let s = arg.to_str().unwrap_or("");
+            let mut value = |name: &str| -> Result<String, String> {
+                it.next()
+                    .and_then(|v| v.into_string().ok())
+                    .ok_or_else(|| format!("{name} needs a value"))
+            };
+            match s {
+                "--uts" => cfg.uts = Some(value("--uts")?),
+                "--pid" => cfg.pid = PidNs::Join(value("--pid")?),
+                "--new-pid" => cfg.pid = PidNs::New,
+                "--no-proc" => cfg.mount_proc = false,
+                "--user" => {
+                    let v = value("--user")?;
+                    let (u, g) = v.split_once(':').unwrap_or((&v, &v));
+                    let parse = |x: &str| {
+                        x.parse::<u32>()
+                            .map_err(|_| format!("--user {v:?}: expected numeric UID[:GID]"))
+                    };
+                    cfg.user = Some((parse(u)?, parse(g)?));
+                }
+                "--" => {
+                    cfg.argv.extend(it);
+                    break;
+                }
+                _ if s.starts_with("--") => return Err(format!("unknown argument {s:?}")),
+                _ => {
+                    cfg.argv.push(arg);
+                    cfg.argv.extend(it);
+                    break;
+                }
+            }
+        }
+        if cfg.argv.is_empty() {
+            return Err("no command given".into());
+        }
+        Ok(cfg)
+    }
+}
+
+fn fail(what: &str, e: impl std::fmt::Display) -> i32 {
+    eprintln!("podc-pause join: {what}: {e}");
+    // 127 like a shell's "cannot run": the unit fails with a clear status.
+    127
+}
+
+/// Enter the namespaces and exec; returns only on error (the exit code).
+pub fn run(cfg: &JoinConfig) -> i32 {
+    let uts = match cfg.uts.as_deref().map(std::fs::File::open).transpose() {
+        Ok(f) => f,
+        Err(e) => return fail("open uts namespace", e),
+    };
+    let pid = match &cfg.pid {
+        PidNs::Join(p) => match std::fs::File::open(p) {
+            Ok(f) => Some(f),
+            Err(e) => return fail(&format!("open pid namespace {p}"), e),
+        },
+        _ => None,
+    };
+    if let Some(f) = &uts {
+        if let Err(e) = setns(f.as_fd(), CloneFlags::CLONE_NEWUTS) {
+            return fail("setns uts", e);
+        }
+    }
+    match (&cfg.pid, &pid) {
+        (PidNs::Join(_), Some(f)) => {
+            if let Err(e) = setns(f.as_fd(), CloneFlags::CLONE_NEWPID) {
+                return fail("setns pid", e);
+            }
+        }
+        (PidNs::New, _) => {
+            if let Err(e) = unshare(CloneFlags::CLONE_NEWPID) {
+                return fail("unshare pid", e);
+            }
+        }
+        _ => {}
+    }
+    drop((uts, pid));
+    if cfg.pid != PidNs::Keep {
+        // SAFETY: raw clone without CLONE_VM behaves like fork(); this
+        // process is single-threaded, and the child only mounts, changes
+        // credentials and execs.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+        match r {
+            -1 => return fail("clone", std::io::Error::last_os_error()),
+            0 => {}        // the child goes on to exec
+            _ => return 0, // the joiner: done, systemd adopts the child
+        }
+        if cfg.mount_proc {
+            let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+            if let Err(e) = mount(Some("proc"), "/proc", Some("proc"), flags, None::<&str>) {
+                return fail("mount /proc", e);
+            }
+        }
+    }
+    if let Some((uid, gid)) = cfg.user {
+        let gid = Gid::from_raw(gid);
+        if let Err(e) = setgroups(&[gid]) {
+            return fail("setgroups", e);
+        }
+        if let Err(e) = setgid(gid) {
+            return fail("setgid", e);
+        }
+        if let Err(e) = setuid(Uid::from_raw(uid)) {
+            return fail("setuid", e);
+        }
+    }
+    let argv: Result<Vec<CString>, _> = cfg
+        .argv
+        .iter()
+        .map(|a| CString::new(a.clone().into_vec()))
+        .collect();
+    let argv = match argv {
+        Ok(a) => a,
+        Err(e) => return fail("argument", e),
+    };
+    let e = execvp(&argv[0], &argv).unwrap_err();
+    fail(&format!("exec {:?}", argv[0]), e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(a: &[&str]) -> Result<JoinConfig, String> {
+        JoinConfig::from_args(a.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn parses_join_arguments() {
+        let c = parse(&[
+            "--uts",
+            "/.podc/pod/ns/uts",
+            "--pid",
+            "/x",
+            "--user",
+            "1000:100",
+            "--",
+            "sh",
+            "-c",
+            "--uts",
+        ])
+        .unwrap();
+        assert_eq!(c.uts.as_deref(), Some("/.podc/pod/ns/uts"));
+        assert_eq!(c.pid, PidNs::Join("/x".into()));
+        assert_eq!(c.user, Some((1000, 100)));
+        assert_eq!(c.argv, vec!["sh", "-c", "--uts"]);
+        let c = parse(&["--new-pid", "--user", "7", "true"]).unwrap();
+        assert_eq!((c.pid, c.user, c.argv.len()), (PidNs::New, Some((7, 7)), 1));
+    }
+
+    #[test]
+    fn rejects_bad_join_arguments() {
+        assert!(parse(&["--uts", "/x"]).is_err());
+        assert!(parse(&["--user", "bob", "--", "true"]).is_err());
+        assert!(parse(&["--what", "--", "true"]).is_err());
+    }
+}
