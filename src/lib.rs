@@ -2,3 +2,4 @@
 //! them on one host, with systemd as the only supervisor.
 pub mod infra;
 pub mod join;
+pub mod systemd;
