@@ -28,10 +28,19 @@
 //! 3. In a new or joined PID namespace, mount a fresh `/proc` (the one
 //!    systemd's `MountAPIVFS=` mounted shows the host's PIDs); the child
 //!    does this since a procfs instance belongs to its mounter's PID ns.
-//! 4. Drop to the container user (`--user UID[:GID]`): `setns` needs
+//!    A fresh procfs would also undo what systemd's `ProtectKernelTunables=`
+//!    did to the old one, so the joiner makes the paths that container
+//!    runtimes keep read-only (`/proc/sys`, `/proc/sysrq-trigger`,
+//!    `/proc/irq`, `/proc/bus`, `/proc/fs`) read-only again.
+//! 4. Capabilities (`--caps NAME,...`): the joiner itself needs
+//!    CAP_SYS_ADMIN, so the unit cannot narrow `CapabilityBoundingSet=` to
+//!    the container's set; the joiner drops every other capability from the
+//!    bounding set before exec (for a root container this is what limits
+//!    its capabilities to Kubernetes' defaults plus `add` minus `drop`).
+//! 5. Drop to the container user (`--user UID[:GID]`): `setns` needs
 //!    CAP_SYS_ADMIN, so the unit runs the joiner as root and must not set
 //!    `User=`; the joiner drops privileges itself, right before exec.
-//! 5. `execvp` the command (resolved with the container's `PATH`).
+//! 6. `execvp` the command (resolved with the container's `PATH`).
 
 use std::ffi::{CString, OsString};
 use std::os::fd::AsFd;
@@ -60,11 +69,75 @@ pub struct JoinConfig {
     /// Mount a /proc for the PID namespace (default on when `pid` isn't Keep).
     pub mount_proc: bool,
     pub user: Option<(u32, u32)>,
+    /// Capabilities to keep in the bounding set; `None` keeps all.
+    pub caps: Option<Vec<u32>>,
     pub argv: Vec<OsString>,
 }
 
+/// Capability names in kernel order (`CAP_` prefix omitted), as Kubernetes'
+/// `securityContext.capabilities` spells them.
+pub const CAPABILITIES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// Number of a capability name (`NET_RAW` or `CAP_NET_RAW`, any case).
+pub fn capability(name: &str) -> Option<u32> {
+    let n = name.to_ascii_uppercase();
+    let n = n.strip_prefix("CAP_").unwrap_or(&n);
+    CAPABILITIES.iter().position(|c| *c == n).map(|i| i as u32)
+}
+
+/// Paths under /proc that container runtimes keep read-only.
+const READONLY_PROC: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
 pub const USAGE: &str = "usage: podc-pause join [--uts NSFILE] [--pid NSFILE | --new-pid] \
-[--no-proc] [--user UID[:GID]] -- CMD [ARG...]";
+[--no-proc] [--caps NAME,...] [--user UID[:GID]] -- CMD [ARG...]";
 
 impl JoinConfig {
     pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<JoinConfig, String> {
@@ -73,6 +146,7 @@ impl JoinConfig {
             pid: PidNs::Keep,
             mount_proc: true,
             user: None,
+            caps: None,
             argv: Vec::new(),
         };
         let mut it = args.into_iter();
@@ -96,6 +170,17 @@ impl JoinConfig {
                             .map_err(|_| format!("--user {v:?}: expected numeric UID[:GID]"))
                     };
                     cfg.user = Some((parse(u)?, parse(g)?));
+                }
+                "--caps" => {
+                    let v = value("--caps")?;
+                    let caps = v
+                        .split(',')
+                        .filter(|c| !c.is_empty())
+                        .map(|c| {
+                            capability(c).ok_or_else(|| format!("--caps: unknown capability {c:?}"))
+                        })
+                        .collect::<Result<Vec<u32>, String>>()?;
+                    cfg.caps = Some(caps);
                 }
                 "--" => {
                     cfg.argv.extend(it);
@@ -178,6 +263,16 @@ pub fn run(cfg: &JoinConfig) -> i32 {
             if let Err(e) = mount(Some("proc"), "/proc", Some("proc"), flags, None::<&str>) {
                 return fail("mount /proc", e);
             }
+            for p in READONLY_PROC {
+                if let Err(e) = bind_readonly(p) {
+                    return fail(&format!("read-only {p}"), e);
+                }
+            }
+        }
+    }
+    if let Some(keep) = &cfg.caps {
+        if let Err(e) = limit_bounding_set(keep) {
+            return fail("capability bounding set", e);
         }
     }
     if let Some((uid, gid)) = cfg.user {
@@ -205,9 +300,57 @@ pub fn run(cfg: &JoinConfig) -> i32 {
     fail(&format!("exec {:?}", argv[0]), e)
 }
 
+/// Bind `path` onto itself read-only (skipped when it does not exist).
+fn bind_readonly(path: &str) -> nix::Result<()> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    let none = None::<&str>;
+    mount(
+        Some(path),
+        path,
+        none,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        none,
+    )?;
+    let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC;
+    mount(none, path, none, ro, none)
+}
+
+/// Drop every capability not in `keep` from the bounding set. The current
+/// process keeps its effective set (it still needs CAP_SETUID to drop to
+/// the user); the exec'd command cannot gain the dropped ones.
+fn limit_bounding_set(keep: &[u32]) -> std::io::Result<()> {
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(CAPABILITIES.len() as u32 - 1);
+    for cap in 0..=last {
+        if keep.contains(&cap) {
+            continue;
+        }
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capability_names() {
+        assert_eq!(capability("CHOWN"), Some(0));
+        assert_eq!(capability("cap_sys_admin"), Some(21));
+        assert_eq!(capability("CHECKPOINT_RESTORE"), Some(40));
+        assert_eq!(capability("NOPE"), None);
+        let c = parse(&["--caps", "NET_RAW,KILL", "true"]).unwrap();
+        assert_eq!(c.caps, Some(vec![13, 5]));
+        assert!(parse(&["--caps", "FLY", "true"]).is_err());
+    }
 
     fn parse(a: &[&str]) -> Result<JoinConfig, String> {
         JoinConfig::from_args(a.iter().map(OsString::from))

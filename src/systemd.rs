@@ -97,6 +97,10 @@ impl From<zbus::zvariant::Error> for Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// One change reported by `EnableUnitFiles`/`DisableUnitFiles`:
+/// (type, e.g. `symlink`/`unlink`; file; destination).
+pub type UnitFileChange = (String, String, String);
+
 /// A signal from systemd, as delivered by the reader thread.
 #[derive(Debug, Clone)]
 pub enum Event {
@@ -290,15 +294,11 @@ impl Systemd {
         files: &[&str],
         runtime: bool,
         force: bool,
-    ) -> Result<(bool, Vec<(String, String, String)>)> {
+    ) -> Result<(bool, Vec<UnitFileChange>)> {
         self.manager("EnableUnitFiles", &(files, runtime, force))
     }
 
-    pub fn disable_unit_files(
-        &self,
-        files: &[&str],
-        runtime: bool,
-    ) -> Result<Vec<(String, String, String)>> {
+    pub fn disable_unit_files(&self, files: &[&str], runtime: bool) -> Result<Vec<UnitFileChange>> {
         self.manager("DisableUnitFiles", &(files, runtime))
     }
 

@@ -61,13 +61,15 @@ fn joiner_gives_pod_hostname_pid_namespace_and_user_under_root_directory() -> Re
             "hostname > /out/side.hostname; while ! test -s /out/app.pid; do sleep 0.05; done; ps -o pid,user,args > /out/side.ps; exec sleep 1000",
             "forking").replace("After=", "After=jp-app.service "),
     )?;
+    // Kubernetes' default capabilities for a root container.
+    let k8s_caps = "CHOWN,DAC_OVERRIDE,FSETID,FOWNER,MKNOD,NET_RAW,SETGID,SETUID,SETFCAP,SETPCAP,NET_BIND_SERVICE,SYS_CHROOT,KILL,AUDIT_WRITE";
     // No shareProcessNamespace: a PID namespace of its own, command is PID 1.
     sd.write_unit(
         "jp-solo.service",
-        &container(pod, "solo", "--new-pid",
+        &container(pod, "solo", &format!("--new-pid --caps {k8s_caps}"),
             // As PID 1 of its namespace it gets no default SIGTERM action (as in
             // Kubernetes without shareProcessNamespace), so it traps TERM.
-            "hostname > /out/solo.hostname; ps -o pid,args > /out/solo.ps; trap \"exit 0\" TERM; sleep 1000 & wait", "forking"),
+            "hostname > /out/solo.hostname; grep CapBnd /proc/self/status > /out/solo.caps; (echo x > /proc/sys/kernel/domainname) 2> /out/solo.sysctl; ps -o pid,args > /out/solo.ps; trap \"exit 0\" TERM; sleep 1000 & wait", "forking"),
     )?;
     // Exit status of a joined container reaches systemd.
     sd.write_unit(
@@ -126,6 +128,14 @@ fn joiner_gives_pod_hostname_pid_namespace_and_user_under_root_directory() -> Re
             .is_some_and(|l| l.trim_start().starts_with("1 ")),
         "{solo_ps}"
     );
+    // Bounding set = the 14 default capabilities (mask 0xa80425fb), and the
+    // fresh /proc keeps /proc/sys read-only.
+    assert_eq!(
+        out("solo.caps").split_whitespace().last(),
+        Some("00000000a80425fb")
+    );
+    let sysctl = out("solo.sysctl");
+    assert!(sysctl.contains("Read-only file system"), "{sysctl}");
     assert_eq!(
         solo_ps.lines().count(),
         3,

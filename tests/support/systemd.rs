@@ -123,6 +123,7 @@ impl Systemd {
         let notify_name = format!("{name}/notify");
         let notify = UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(&notify_name)?)?;
         notify.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let started = Instant::now();
         let mut cmd = Command::new("unshare");
         cmd.args(["--pid", "--fork", "--mount", "--mount-proc", "--uts"])
             .args(["/bin/sh", "-c", BOOT_SCRIPT, "boot", &name])
@@ -174,6 +175,12 @@ impl Systemd {
             }
             other => return Err(sd.boot_error(&format!("is-system-running said {other:?}"))),
         }
+        eprintln!(
+            "namespaced systemd {} (pid {}) is {state} after {} ms",
+            sd.name,
+            sd.pid,
+            started.elapsed().as_millis()
+        );
         Ok(Some(sd))
     }
 
