@@ -449,6 +449,7 @@ pub fn release_file_pages() {
         return;
     };
     let mut candidate: Option<(usize, usize)> = None;
+    let mut ranges = Vec::new();
     for line in smaps.lines() {
         let mut f = line.split_whitespace();
         let Some(first) = f.next() else { continue };
@@ -461,14 +462,20 @@ pub fn release_file_pages() {
                 _ => None,
             };
         } else if first == "Anonymous:" {
-            if let (Some((a, b)), Some("0")) = (candidate.take(), f.next()) {
-                // SAFETY: DONTNEED on a private read-only file mapping
-                // without anonymous pages only drops PTEs; the next access
-                // refaults the identical page-cache page.
-                unsafe {
-                    libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED);
-                }
+            if let (Some(r), Some("0")) = (candidate.take(), f.next()) {
+                ranges.push(r);
             }
+        }
+    }
+    drop(smaps);
+    // All parsing is done before the first madvise, so the code that runs
+    // afterwards (this loop, then sigwait) is all that faults back in.
+    for (a, b) in ranges {
+        // SAFETY: DONTNEED on a private read-only file mapping without
+        // anonymous pages only drops PTEs; the next access refaults the
+        // identical page-cache page.
+        unsafe {
+            libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED);
         }
     }
 }

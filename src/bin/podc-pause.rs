@@ -12,28 +12,37 @@
 //! container root. This one is a hand-parsed, static file.
 use std::ffi::OsString;
 
+// The modules are compiled into this binary directly rather than used from
+// the `podc` library: linking the library drags in code from its other
+// dependencies (zbus, ...) that the linker cannot discard, which grew the
+// text (and so the resident set) from 1.38 MB to 1.75 MB.
+#[path = "../infra.rs"]
+mod infra;
+#[path = "../join.rs"]
+mod join;
+
 fn main() {
     let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let mode = args.first().and_then(|a| a.to_str()).unwrap_or("");
     let code = match mode {
         "join" => {
             args.remove(0);
-            match podc::join::JoinConfig::from_args(args) {
-                Ok(cfg) => podc::join::run(&cfg),
-                Err(e) => usage(&e, podc::join::USAGE),
+            match join::JoinConfig::from_args(args) {
+                Ok(cfg) => join::run(&cfg),
+                Err(e) => usage(&e, join::USAGE),
             }
         }
         "-h" | "--help" => {
-            println!("{}\n{}", podc::infra::USAGE, podc::join::USAGE);
+            println!("{}\n{}", infra::USAGE, join::USAGE);
             0
         }
         _ => {
             if mode == "infra" {
                 args.remove(0);
             }
-            match podc::infra::Config::from_args(args) {
-                Ok(cfg) => podc::infra::run(&cfg),
-                Err(e) => usage(&e, podc::infra::USAGE),
+            match infra::Config::from_args(args) {
+                Ok(cfg) => infra::run(&cfg),
+                Err(e) => usage(&e, infra::USAGE),
             }
         }
     };
