@@ -18,7 +18,7 @@ fn container(pod: &str, name: &str, join_args: &str, script: &str, typ: &str) ->
          NetworkNamespacePath=/run/podc/pods/{pod}/ns/net\n\
          IPCNamespacePath=/run/podc/pods/{pod}/ns/ipc\n\
          RootDirectory=/var/lib/podc/rootfs/{name}\n\
-         MountAPIVFS=yes\n\
+         MountAPIVFS=yes\nNoNewPrivileges=yes\nProtectKernelTunables=yes\nProtectKernelModules=yes\n\
          BindReadOnlyPaths={PAUSE}:/.podc/podc-pause /run/podc/pods/{pod}:/.podc/pod\n\
          BindReadOnlyPaths=/run/podc/pods/{pod}/hosts:/etc/hosts /run/podc/pods/{pod}/hostname:/etc/hostname\n\
          BindPaths=/run/jtest-out:/out\n\
