@@ -28,6 +28,7 @@ use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -108,6 +109,7 @@ impl Systemd {
             eprintln!("SKIP: real-systemd test skipped: {why}");
             return Ok(None);
         }
+        remove_stale_cgroups();
         let name = format!(
             "podc-test-{}-{}",
             std::process::id(),
@@ -125,14 +127,35 @@ impl Systemd {
         notify.set_read_timeout(Some(Duration::from_secs(60)))?;
         let started = Instant::now();
         let mut cmd = Command::new("unshare");
-        cmd.args(["--pid", "--fork", "--mount", "--mount-proc", "--uts"])
-            .args(["/bin/sh", "-c", BOOT_SCRIPT, "boot", &name])
-            .args(DEFAULT_TMPFS)
-            .args(extra)
-            .env("NOTIFY_SOCKET", format!("@{notify_name}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log);
+        // If the test process dies without running Drop (kill -9, abort),
+        // the parent-death signal kills unshare, and --kill-child makes
+        // unshare's death SIGKILL the namespace's PID 1: no orphaned
+        // systemd is left running.
+        cmd.args([
+            "--kill-child=SIGKILL",
+            "--pid",
+            "--fork",
+            "--mount",
+            "--mount-proc",
+            "--uts",
+        ])
+        .args(["/bin/sh", "-c", BOOT_SCRIPT, "boot", &name])
+        .args(DEFAULT_TMPFS)
+        .args(extra)
+        .env("NOTIFY_SOCKET", format!("@{notify_name}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log);
+        // SAFETY: prctl is async-signal-safe; nothing else runs between
+        // fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let mut unshare = cmd.spawn()?;
         let mut line = String::new();
         BufReader::new(unshare.stdout.take().expect("piped")).read_line(&mut line)?;
@@ -307,6 +330,27 @@ impl Drop for Systemd {
     }
 }
 
+/// Remove the (empty) cgroup directories of instances whose test process
+/// died without running Drop. Their processes are gone already: the
+/// parent-death signal chain kills them. Names carry the test's PID.
+fn remove_stale_cgroups() {
+    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup/systemd") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("podc-test-")
+            .and_then(|r| r.split('-').next())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            remove_cgroups(&name);
+        }
+    }
+}
+
 /// Remove `/<name>` (depth first) in every cgroup hierarchy. A cgroup whose
 /// last process is still exiting refuses rmdir (EBUSY) for a moment, hence
 /// the short bounded retry.
@@ -326,7 +370,12 @@ fn remove_cgroups(name: &str) {
 }
 
 fn remove_tree(dir: &Path) -> std::io::Result<()> {
-    for e in std::fs::read_dir(dir)?.flatten() {
+    let entries = match std::fs::read_dir(dir) {
+        // Already gone (a concurrent test cleaned stale directories).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        r => r?,
+    };
+    for e in entries.flatten() {
         if e.file_type()?.is_dir() {
             remove_tree(&e.path())?;
         }
