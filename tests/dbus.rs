@@ -150,3 +150,61 @@ fn job_and_property_signals_arrive() -> Result {
     }
     Ok(())
 }
+
+/// The whole pod through the API: infra (podc-pause) + two containers under
+/// a target, started and stopped by jobs, as `podc apply`/`delete` will.
+#[test]
+fn pod_target_starts_and_stops_through_jobs() -> Result {
+    let Some(sd) = Systemd::boot()? else {
+        return Ok(());
+    };
+    sd.copy_in(
+        support::helper::static_podc_pause(),
+        "/run/podc-test/podc-pause",
+    )?;
+    sd.write_unit(
+        "p-infra.service",
+        "[Service]\nType=notify\nExecStart=/run/podc-test/podc-pause --pod-id p\n",
+    )?;
+    for c in ["a", "b"] {
+        sd.write_unit(
+            &format!("p-{c}.service"),
+            "[Unit]\nBindsTo=p-infra.service\nAfter=p-infra.service\n[Service]\n\
+             NetworkNamespacePath=/run/podc/pods/p/ns/net\nExecStart=/bin/sleep 1000\n",
+        )?;
+    }
+    sd.write_unit(
+        "p.target",
+        "[Unit]\nWants=p-infra.service p-a.service p-b.service\n\
+         After=p-infra.service p-a.service p-b.service\n",
+    )?;
+    let c = system_bus(&sd)?;
+    c.reload()?;
+    let t0 = std::time::Instant::now();
+    assert_eq!(c.start_and_wait("p.target", T)?, "done");
+    println!(
+        "pod (infra + 2 containers) started through D-Bus in {} ms",
+        t0.elapsed().as_millis()
+    );
+    let ids = |c: &Client| -> Result<Vec<String>> {
+        let mut v = Vec::new();
+        for u in ["p-infra.service", "p-a.service", "p-b.service"] {
+            let st = c.unit_state(c.get_unit(u)?.unwrap().as_str())?;
+            assert_eq!(st.active_state, "active", "{u}");
+            v.push(st.invocation_id);
+        }
+        Ok(v)
+    };
+    let first = ids(&c)?;
+    // Starting an active pod again is a no-op: same invocations.
+    assert_eq!(c.start_and_wait("p.target", T)?, "done");
+    assert_eq!(ids(&c)?, first);
+    // Stopping the infra unit's job completes after the bound containers stopped.
+    assert_eq!(c.stop_and_wait("p-infra.service", T)?, "done");
+    for u in ["p-a.service", "p-b.service"] {
+        let st = c.unit_state(c.get_unit(u)?.unwrap().as_str())?;
+        assert_eq!(st.active_state, "inactive", "{u}");
+    }
+    assert!(!sd.path("/run/podc/pods/p").exists());
+    Ok(())
+}
