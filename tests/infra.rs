@@ -53,7 +53,7 @@ fn infra_unit_shares_net_and_ipc_and_cleans_up() -> Result {
         &format!("{pod}-server.service"),
         &container_unit(
             pod,
-            "/bin/busybox httpd -f -p 127.0.0.1:8080 -h /run/demo-www",
+            "/bin/busybox httpd -f -p 127.0.0.1:47123 -h /run/demo-www",
             "",
         ),
     )?;
@@ -63,7 +63,7 @@ fn infra_unit_shares_net_and_ipc_and_cleans_up() -> Result {
         &format!("{pod}-client.service"),
         &container_unit(
             pod,
-            "/bin/sh -c 'for i in $(seq 100); do busybox wget -q -O /run/demo-client.out http://127.0.0.1:8080/ && exec sleep infinity; sleep 0.05; done; exit 1'",
+            "/bin/sh -c 'for i in $(seq 100); do busybox wget -q -O /run/demo-client.out http://127.0.0.1:47123/ && exec sleep infinity; sleep 0.05; done; exit 1'",
             "Type=simple\n",
         )
         .replace("After=", &format!("After={pod}-server.service "))
@@ -117,7 +117,7 @@ fn infra_unit_shares_net_and_ipc_and_cleans_up() -> Result {
     );
     // ...and the host's loopback does not have that server.
     assert!(!sd
-        .sh("busybox wget -q -T 1 -O - http://127.0.0.1:8080/")
+        .sh("busybox wget -q -T 1 -O - http://127.0.0.1:47123/")
         .status
         .success());
 
