@@ -41,6 +41,13 @@
 //!    CAP_SYS_ADMIN, so the unit runs the joiner as root and must not set
 //!    `User=`; the joiner drops privileges itself, right before exec.
 //! 6. `execvp` the command (resolved with the container's `PATH`).
+//!
+//! Hooks (postStart as `ExecStartPost=`, preStop as `ExecStop=`) go through
+//! the joiner too, so they see the container's hostname and processes:
+//! `--pid /proc/${MAINPID}/ns/pid --wait`. systemd sets `$MAINPID` for these
+//! commands, and their `/proc` (from `MountAPIVFS=`) is the host's, where
+//! that path names the container's PID namespace. `--wait` keeps the joiner
+//! as the control process until the hook ends, with the hook's status.
 
 use std::ffi::{CString, OsString};
 use std::os::fd::AsFd;
@@ -69,6 +76,11 @@ pub struct JoinConfig {
     /// Mount a /proc for the PID namespace (default on when `pid` isn't Keep).
     pub mount_proc: bool,
     pub user: Option<(u32, u32)>,
+    /// Stay and wait for the command, exiting with its status: for hooks
+    /// (`ExecStartPost=`/`ExecStop=`), which systemd runs as control
+    /// processes that must last as long as the hook. Only matters with a
+    /// PID namespace; otherwise the joiner execs the command directly.
+    pub wait: bool,
     /// Capabilities to keep in the bounding set; `None` keeps all.
     pub caps: Option<Vec<u32>>,
     pub argv: Vec<OsString>,
@@ -137,7 +149,7 @@ const READONLY_PROC: &[&str] = &[
 ];
 
 pub const USAGE: &str = "usage: podc-pause join [--uts NSFILE] [--pid NSFILE | --new-pid] \
-[--no-proc] [--caps NAME,...] [--user UID[:GID]] -- CMD [ARG...]";
+[--no-proc] [--wait] [--caps NAME,...] [--user UID[:GID]] -- CMD [ARG...]";
 
 impl JoinConfig {
     pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<JoinConfig, String> {
@@ -146,6 +158,7 @@ impl JoinConfig {
             pid: PidNs::Keep,
             mount_proc: true,
             user: None,
+            wait: false,
             caps: None,
             argv: Vec::new(),
         };
@@ -162,6 +175,7 @@ impl JoinConfig {
                 "--pid" => cfg.pid = PidNs::Join(value("--pid")?),
                 "--new-pid" => cfg.pid = PidNs::New,
                 "--no-proc" => cfg.mount_proc = false,
+                "--wait" => cfg.wait = true,
                 "--user" => {
                     let v = value("--user")?;
                     let (u, g) = v.split_once(':').unwrap_or((&v, &v));
@@ -243,10 +257,17 @@ pub fn run(cfg: &JoinConfig) -> i32 {
         // SAFETY: raw clone without CLONE_VM behaves like fork(); this
         // process is single-threaded, and the child only mounts, changes
         // credentials and execs.
+        // With --wait (hooks) the child stays ours and we wait for it;
+        // otherwise CLONE_PARENT hands it to systemd (see module doc).
+        let flags = if cfg.wait {
+            libc::SIGCHLD
+        } else {
+            libc::CLONE_PARENT | libc::SIGCHLD
+        };
         let r = unsafe {
             libc::syscall(
                 libc::SYS_clone,
-                (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
+                flags as libc::c_ulong,
                 0usize,
                 0usize,
                 0usize,
@@ -255,7 +276,8 @@ pub fn run(cfg: &JoinConfig) -> i32 {
         };
         match r {
             -1 => return fail("clone", std::io::Error::last_os_error()),
-            0 => {}        // the child goes on to exec
+            0 => {} // the child goes on to exec
+            child if cfg.wait => return wait_exit_code(child as libc::pid_t),
             _ => return 0, // the joiner: done, systemd adopts the child
         }
         if cfg.mount_proc {
@@ -298,6 +320,20 @@ pub fn run(cfg: &JoinConfig) -> i32 {
     };
     let e = execvp(&argv[0], &argv).unwrap_err();
     fail(&format!("exec {:?}", argv[0]), e)
+}
+
+/// Wait for `child` and turn its end into an exit code, shell style
+/// (128 + signal number when killed).
+fn wait_exit_code(child: libc::pid_t) -> i32 {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(child), None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return fail("wait", e),
+        }
+    }
 }
 
 /// Bind `path` onto itself read-only (skipped when it does not exist).

@@ -40,7 +40,7 @@ fn joiner_gives_pod_hostname_pid_namespace_and_user_under_root_directory() -> Re
     let pause = static_podc_pause();
     sd.copy_in(&pause, PAUSE)?;
     sd.sh_ok("mkdir -p /run/jtest-out && chmod 1777 /run/jtest-out");
-    for c in ["app", "side", "solo", "fail"] {
+    for c in ["app", "side", "solo", "fail", "hooked"] {
         sd.busybox_rootfs(&format!("/var/lib/podc/rootfs/{c}"));
     }
     let pod = "jp";
@@ -70,6 +70,27 @@ fn joiner_gives_pod_hostname_pid_namespace_and_user_under_root_directory() -> Re
             // As PID 1 of its namespace it gets no default SIGTERM action (as in
             // Kubernetes without shareProcessNamespace), so it traps TERM.
             "hostname > /out/solo.hostname; grep CapBnd /proc/self/status > /out/solo.caps; (echo x > /proc/sys/kernel/domainname) 2> /out/solo.sysctl; ps -o pid,args > /out/solo.ps; trap \"exit 0\" TERM; sleep 1000 & wait", "forking"),
+    )?;
+    // Hooks run through the joiner in the container's namespaces, found by
+    // $MAINPID; --wait makes them last (postStart completes before the unit
+    // is active, preStop before the stop signal).
+    let hook = |script: &str| {
+        format!("/.podc/podc-pause join --uts /.podc/pod/ns/uts --pid /proc/${{MAINPID}}/ns/pid --wait -- /bin/sh -c '{script}'")
+    };
+    sd.write_unit(
+        "jp-hooked.service",
+        &format!(
+            "{}ExecStartPost={}\nExecStop={}\n",
+            container(
+                pod,
+                "hooked",
+                "--new-pid",
+                "trap \"exit 0\" TERM; sleep 1000 & wait",
+                "forking"
+            ),
+            hook("sleep 0.3; hostname > /out/post.hostname; ps -o pid,args > /out/post.ps"),
+            hook("ps -o pid,args > /out/prestop.ps"),
+        ),
     )?;
     // Exit status of a joined container reaches systemd.
     sd.write_unit(
@@ -141,6 +162,27 @@ fn joiner_gives_pod_hostname_pid_namespace_and_user_under_root_directory() -> Re
         3,
         "header, its shell, ps:\n{solo_ps}"
     );
+
+    // `systemctl start` returns after ExecStartPost: the hook's files exist
+    // at once, with the pod hostname, and its ps shows the container's PID 1.
+    sd.sh_ok("systemctl start jp-hooked.service");
+    assert_eq!(out("post.hostname"), "jp-host\n");
+    let post_ps = out("post.ps");
+    assert!(
+        post_ps
+            .lines()
+            .any(|l| l.trim_start().starts_with("1 ") && l.contains("sleep 1000")),
+        "postStart does not see the container:\n{post_ps}"
+    );
+    sd.sh_ok("systemctl stop jp-hooked.service");
+    let pre_ps = out("prestop.ps");
+    assert!(
+        pre_ps
+            .lines()
+            .any(|l| l.trim_start().starts_with("1 ") && l.contains("sleep 1000")),
+        "preStop does not see the container:\n{pre_ps}"
+    );
+    assert_eq!(prop(&sd, "jp-hooked.service", "Result"), "success");
 
     sd.sh("systemctl start jp-fail.service");
     sd.sh_ok(
