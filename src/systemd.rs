@@ -380,6 +380,31 @@ impl Systemd {
         }
     }
 
+    /// Wait for the `JobRemoved` of every job in `jobs` (enqueued in any
+    /// order, finishing in any order); returns each job's result. This is
+    /// what apply needs after enqueuing the stops and starts of many pods.
+    pub fn wait_jobs(
+        &self,
+        jobs: &[OwnedObjectPath],
+        timeout: Duration,
+    ) -> Result<HashMap<OwnedObjectPath, String>> {
+        let deadline = Instant::now() + timeout;
+        let mut results = HashMap::new();
+        while results.len() < jobs.len() {
+            match self.next_event(deadline)? {
+                Some(Event::JobRemoved { job, result, .. }) if jobs.contains(&job) => {
+                    results.insert(job, result);
+                }
+                Some(_) => {}
+                None => {
+                    let left = jobs.iter().filter(|j| !results.contains_key(*j)).count();
+                    return Err(Error::Timeout(format!("{left} of {} jobs", jobs.len())));
+                }
+            }
+        }
+        Ok(results)
+    }
+
     /// Start a unit and wait for its job result (`done` on success).
     pub fn start_and_wait(&self, name: &str, timeout: Duration) -> Result<String> {
         let job = self.start_unit(name, "replace")?;

@@ -196,6 +196,25 @@ fn pod_target_starts_and_stops_through_jobs() -> Result {
         Ok(v)
     };
     let first = ids(&c)?;
+    // Several jobs at once, results collected in whatever order they end.
+    sd.write_unit(
+        "q1.service",
+        "[Service]\nType=oneshot\nExecStart=/bin/sleep 0.2\n",
+    )?;
+    sd.write_unit(
+        "q2.service",
+        "[Service]\nType=oneshot\nExecStart=/bin/false\n",
+    )?;
+    c.reload()?;
+    let jobs = vec![
+        c.start_unit("q1.service", "replace")?,
+        c.start_unit("q2.service", "replace")?,
+    ];
+    let results = c.wait_jobs(&jobs, T)?;
+    assert_eq!(
+        (results[&jobs[0]].as_str(), results[&jobs[1]].as_str()),
+        ("done", "failed")
+    );
     // Starting an active pod again is a no-op: same invocations.
     assert_eq!(c.start_and_wait("p.target", T)?, "done");
     assert_eq!(ids(&c)?, first);
