@@ -368,7 +368,9 @@ impl Systemd {
 
     /// Wait for the `JobRemoved` of `job`; returns its result string.
     /// Call right after enqueuing: events since connect are queued, so a job
-    /// that finished before this call is still seen.
+    /// that finished before this call is still seen. Events for other jobs
+    /// are consumed and dropped meanwhile: with several jobs in flight use
+    /// [`Systemd::wait_jobs`].
     pub fn wait_job(&self, job: &OwnedObjectPath, timeout: Duration) -> Result<String> {
         let deadline = Instant::now() + timeout;
         loop {

@@ -240,3 +240,42 @@ fn infra_with_pid_namespace_runs_a_pod_init() -> Result {
     );
     Ok(())
 }
+
+/// A pause killed with SIGKILL cannot clean up; the next start of the infra
+/// unit must converge anyway (stale ns mounts detached, files rewritten).
+#[test]
+fn infra_restarts_cleanly_after_kill_9() -> Result {
+    let Some(sd) = Systemd::boot()? else {
+        return Ok(());
+    };
+    sd.copy_in(static_podc_pause(), PAUSE)?;
+    let pod = "k9";
+    sd.write_unit(&format!("{pod}-infra.service"), &infra_unit(pod, ""))?;
+    sd.reload();
+    sd.sh_ok(&format!("systemctl start {pod}-infra.service"));
+    let dir = format!("/run/podc/pods/{pod}");
+    let old_ns = sd.sh_ok(&format!("stat -L -c %i {dir}/ns/net"));
+    sd.sh_ok(&format!("systemctl kill -s KILL {pod}-infra.service"));
+    sd.sh_ok(&format!("for i in $(seq 100); do systemctl is-active -q {pod}-infra.service || break; sleep 0.05; done"));
+    // Left behind: the directory and its ns mounts (the pinned namespace lives on).
+    assert!(sd
+        .sh_ok("cat /proc/self/mountinfo")
+        .contains(&format!("{dir}/ns/net")));
+    sd.sh_ok(&format!(
+        "systemctl reset-failed {pod}-infra.service; systemctl start {pod}-infra.service"
+    ));
+    let new_ns = sd.sh_ok(&format!("stat -L -c %i {dir}/ns/net"));
+    assert_ne!(old_ns, new_ns, "a fresh namespace is pinned");
+    let mounts = sd.sh_ok("cat /proc/self/mountinfo");
+    assert_eq!(
+        mounts.matches(&format!("{dir}/ns/net")).count(),
+        1,
+        "stale mount not detached:\n{mounts}"
+    );
+    sd.sh_ok(&format!("systemctl stop {pod}-infra.service"));
+    assert!(!sd.path(&dir).exists());
+    assert!(!sd
+        .sh_ok("cat /proc/self/mountinfo")
+        .contains("/run/podc/pods/"));
+    Ok(())
+}
