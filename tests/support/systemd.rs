@@ -330,8 +330,8 @@ impl Drop for Systemd {
     }
 }
 
-/// Remove the (empty) cgroup directories of instances whose test process
-/// died without running Drop. Their processes are gone already: the
+/// Remove the (empty) cgroup directories and the scratch directories of
+/// instances whose test process died without running Drop. Their processes are gone already: the
 /// parent-death signal chain kills them. Names carry the test's PID.
 fn remove_stale_cgroups() {
     let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup/systemd") else {
@@ -347,6 +347,7 @@ fn remove_stale_cgroups() {
         };
         if !Path::new("/proc").join(pid).exists() {
             remove_cgroups(&name);
+            let _ = std::fs::remove_dir_all(std::env::temp_dir().join(&name));
         }
     }
 }
