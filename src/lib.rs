@@ -14,3 +14,6 @@ pub mod quantity;
 pub mod render;
 pub mod schema;
 pub mod validate;
+pub mod infra;
+pub mod join;
+pub mod systemd;

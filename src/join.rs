@@ -1,0 +1,424 @@
+//! The namespace joiner: `podc-pause join ... -- CMD ARGS...`, the
+//! `ExecStart=` of a container service that needs the pod's hostname (UTS
+//! namespace) or a PID namespace. systemd 252 has no directive for either.
+//!
+//! It runs *inside* the container root: systemd chroots (`RootDirectory=`)
+//! before exec'ing `ExecStart=`, so the unit binds the statically linked
+//! helper and the pod's ns directory into the root, e.g.
+//! `BindReadOnlyPaths=/usr/lib/podc/podc-pause:/.podc/podc-pause` and
+//! `BindReadOnlyPaths=/run/podc/pods/<id>:/.podc/pod` (ns files are bind
+//! mounts themselves; systemd binds recursively by default). Everything else
+//! (`RootDirectory=`, `BindPaths=`, `MountAPIVFS=`, sandboxing) stays
+//! systemd's.
+//!
+//! Order of operations, and why:
+//! 1. open the ns files, `setns` UTS: affects this process, so after exec the
+//!    command's `hostname` is the pod's.
+//! 2. PID: `setns` (shared pod namespace) or `unshare` (a container of its
+//!    own) only changes the namespace of *children*. So the joiner clones
+//!    once with `CLONE_PARENT`: the child's parent is then systemd itself,
+//!    not the joiner. The joiner exits at once (`Type=forking`) and systemd
+//!    adopts the child as main PID (`GuessMainPID=`: it is the only process
+//!    in the unit's cgroup whose parent is systemd). Because systemd is the
+//!    real parent, it gets the exit status (`ExecMainStatus=`) by `waitid`
+//!    as for any service. A plain fork would not do: when the joiner exits,
+//!    its child would be reparented to the PID namespace's init (the pod's
+//!    pause), and systemd would never learn the exit status. No process
+//!    stays behind to monitor the container.
+//! 3. In a new or joined PID namespace, mount a fresh `/proc` (the one
+//!    systemd's `MountAPIVFS=` mounted shows the host's PIDs); the child
+//!    does this since a procfs instance belongs to its mounter's PID ns.
+//!    A fresh procfs would also undo what systemd's `ProtectKernelTunables=`
+//!    did to the old one, so the joiner makes the paths that container
+//!    runtimes keep read-only (`/proc/sys`, `/proc/sysrq-trigger`,
+//!    `/proc/irq`, `/proc/bus`, `/proc/fs`) read-only again.
+//! 4. Capabilities (`--caps NAME,...`): the joiner itself needs
+//!    CAP_SYS_ADMIN, so the unit cannot narrow `CapabilityBoundingSet=` to
+//!    the container's set; the joiner drops every other capability from the
+//!    bounding set before exec (for a root container this is what limits
+//!    its capabilities to Kubernetes' defaults plus `add` minus `drop`).
+//! 5. Drop to the container user (`--user UID[:GID]`): `setns` needs
+//!    CAP_SYS_ADMIN, so the unit runs the joiner as root and must not set
+//!    `User=`; the joiner drops privileges itself, right before exec.
+//! 6. `execvp` the command (resolved with the container's `PATH`).
+//!
+//! Hooks (postStart as `ExecStartPost=`, preStop as `ExecStop=`) go through
+//! the joiner too, so they see the container's hostname and processes:
+//! `--pid /proc/${MAINPID}/ns/pid --wait`. systemd sets `$MAINPID` for these
+//! commands, and their `/proc` (from `MountAPIVFS=`) is the host's, where
+//! that path names the container's PID namespace. `--wait` keeps the joiner
+//! as the control process until the hook ends, with the hook's status.
+
+use std::ffi::{CString, OsString};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStringExt;
+
+use nix::libc;
+use nix::mount::{mount, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::unistd::{execvp, setgid, setgroups, setuid, Gid, Uid};
+
+/// What PID namespace the command gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PidNs {
+    /// Stay in the service's (host) PID namespace.
+    Keep,
+    /// Join the pod's (`shareProcessNamespace: true`).
+    Join(String),
+    /// A new one of its own, the command as its PID 1 (Kubernetes default).
+    New,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinConfig {
+    pub uts: Option<String>,
+    pub pid: PidNs,
+    /// Mount a /proc for the PID namespace (default on when `pid` isn't Keep).
+    pub mount_proc: bool,
+    pub user: Option<(u32, u32)>,
+    /// Stay and wait for the command, exiting with its status: for hooks
+    /// (`ExecStartPost=`/`ExecStop=`), which systemd runs as control
+    /// processes that must last as long as the hook. Only matters with a
+    /// PID namespace; otherwise the joiner execs the command directly.
+    pub wait: bool,
+    /// Capabilities to keep in the bounding set; `None` keeps all.
+    pub caps: Option<Vec<u32>>,
+    pub argv: Vec<OsString>,
+}
+
+/// Capability names in kernel order (`CAP_` prefix omitted), as Kubernetes'
+/// `securityContext.capabilities` spells them.
+pub const CAPABILITIES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// Number of a capability name (`NET_RAW` or `CAP_NET_RAW`, any case).
+pub fn capability(name: &str) -> Option<u32> {
+    let n = name.to_ascii_uppercase();
+    let n = n.strip_prefix("CAP_").unwrap_or(&n);
+    CAPABILITIES.iter().position(|c| *c == n).map(|i| i as u32)
+}
+
+/// Paths under /proc that container runtimes keep read-only.
+const READONLY_PROC: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+pub const USAGE: &str = "usage: podc-pause join [--uts NSFILE] [--pid NSFILE | --new-pid] \
+[--no-proc] [--wait] [--caps NAME,...] [--user UID[:GID]] -- CMD [ARG...]";
+
+impl JoinConfig {
+    pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<JoinConfig, String> {
+        let mut cfg = JoinConfig {
+            uts: None,
+            pid: PidNs::Keep,
+            mount_proc: true,
+            user: None,
+            wait: false,
+            caps: None,
+            argv: Vec::new(),
+        };
+        let mut it = args.into_iter();
+        while let Some(arg) = it.next() {
+            let s = arg.to_str().unwrap_or("");
+            let mut value = |name: &str| -> Result<String, String> {
+                it.next()
+                    .and_then(|v| v.into_string().ok())
+                    .ok_or_else(|| format!("{name} needs a value"))
+            };
+            match s {
+                "--uts" => cfg.uts = Some(value("--uts")?),
+                "--pid" => cfg.pid = PidNs::Join(value("--pid")?),
+                "--new-pid" => cfg.pid = PidNs::New,
+                "--no-proc" => cfg.mount_proc = false,
+                "--wait" => cfg.wait = true,
+                "--user" => {
+                    let v = value("--user")?;
+                    let (u, g) = v.split_once(':').unwrap_or((&v, &v));
+                    let parse = |x: &str| {
+                        x.parse::<u32>()
+                            .map_err(|_| format!("--user {v:?}: expected numeric UID[:GID]"))
+                    };
+                    cfg.user = Some((parse(u)?, parse(g)?));
+                }
+                "--caps" => {
+                    let v = value("--caps")?;
+                    let caps = v
+                        .split(',')
+                        .filter(|c| !c.is_empty())
+                        .map(|c| {
+                            capability(c).ok_or_else(|| format!("--caps: unknown capability {c:?}"))
+                        })
+                        .collect::<Result<Vec<u32>, String>>()?;
+                    cfg.caps = Some(caps);
+                }
+                "--" => {
+                    cfg.argv.extend(it);
+                    break;
+                }
+                _ if s.starts_with("--") => return Err(format!("unknown argument {s:?}")),
+                _ => {
+                    cfg.argv.push(arg);
+                    cfg.argv.extend(it);
+                    break;
+                }
+            }
+        }
+        if cfg.argv.is_empty() {
+            return Err("no command given".into());
+        }
+        Ok(cfg)
+    }
+}
+
+fn fail(what: &str, e: impl std::fmt::Display) -> i32 {
+    eprintln!("podc-pause join: {what}: {e}");
+    // 127 like a shell's "cannot run": the unit fails with a clear status.
+    127
+}
+
+/// Enter the namespaces and exec; returns only on error (the exit code).
+pub fn run(cfg: &JoinConfig) -> i32 {
+    let uts = match cfg.uts.as_deref().map(std::fs::File::open).transpose() {
+        Ok(f) => f,
+        Err(e) => return fail("open uts namespace", e),
+    };
+    let pid = match &cfg.pid {
+        PidNs::Join(p) => match std::fs::File::open(p) {
+            Ok(f) => Some(f),
+            Err(e) => return fail(&format!("open pid namespace {p}"), e),
+        },
+        _ => None,
+    };
+    if let Some(f) = &uts {
+        if let Err(e) = setns(f.as_fd(), CloneFlags::CLONE_NEWUTS) {
+            return fail("setns uts", e);
+        }
+    }
+    match (&cfg.pid, &pid) {
+        (PidNs::Join(_), Some(f)) => {
+            if let Err(e) = setns(f.as_fd(), CloneFlags::CLONE_NEWPID) {
+                return fail("setns pid", e);
+            }
+        }
+        (PidNs::New, _) => {
+            if let Err(e) = unshare(CloneFlags::CLONE_NEWPID) {
+                return fail("unshare pid", e);
+            }
+        }
+        _ => {}
+    }
+    drop((uts, pid));
+    if cfg.pid != PidNs::Keep {
+        // SAFETY: raw clone without CLONE_VM behaves like fork(); this
+        // process is single-threaded, and the child only mounts, changes
+        // credentials and execs.
+        // With --wait (hooks) the child stays ours and we wait for it;
+        // otherwise CLONE_PARENT hands it to systemd (see module doc).
+        let flags = if cfg.wait {
+            libc::SIGCHLD
+        } else {
+            libc::CLONE_PARENT | libc::SIGCHLD
+        };
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                flags as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+        match r {
+            -1 => return fail("clone", std::io::Error::last_os_error()),
+            0 => {} // the child goes on to exec
+            child if cfg.wait => return wait_exit_code(child as libc::pid_t),
+            _ => return 0, // the joiner: done, systemd adopts the child
+        }
+        if cfg.mount_proc {
+            let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+            if let Err(e) = mount(Some("proc"), "/proc", Some("proc"), flags, None::<&str>) {
+                return fail("mount /proc", e);
+            }
+            for p in READONLY_PROC {
+                if let Err(e) = bind_readonly(p) {
+                    return fail(&format!("read-only {p}"), e);
+                }
+            }
+        }
+    }
+    if let Some(keep) = &cfg.caps {
+        if let Err(e) = limit_bounding_set(keep) {
+            return fail("capability bounding set", e);
+        }
+    }
+    if let Some((uid, gid)) = cfg.user {
+        let gid = Gid::from_raw(gid);
+        if let Err(e) = setgroups(&[gid]) {
+            return fail("setgroups", e);
+        }
+        if let Err(e) = setgid(gid) {
+            return fail("setgid", e);
+        }
+        if let Err(e) = setuid(Uid::from_raw(uid)) {
+            return fail("setuid", e);
+        }
+    }
+    let argv: Result<Vec<CString>, _> = cfg
+        .argv
+        .iter()
+        .map(|a| CString::new(a.clone().into_vec()))
+        .collect();
+    let argv = match argv {
+        Ok(a) => a,
+        Err(e) => return fail("argument", e),
+    };
+    let e = execvp(&argv[0], &argv).unwrap_err();
+    fail(&format!("exec {:?}", argv[0]), e)
+}
+
+/// Wait for `child` and turn its end into an exit code, shell style
+/// (128 + signal number when killed).
+fn wait_exit_code(child: libc::pid_t) -> i32 {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(child), None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return fail("wait", e),
+        }
+    }
+}
+
+/// Bind `path` onto itself read-only (skipped when it does not exist).
+fn bind_readonly(path: &str) -> nix::Result<()> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    let none = None::<&str>;
+    mount(
+        Some(path),
+        path,
+        none,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        none,
+    )?;
+    let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC;
+    mount(none, path, none, ro, none)
+}
+
+/// Drop every capability not in `keep` from the bounding set. The current
+/// process keeps its effective set (it still needs CAP_SETUID to drop to
+/// the user); the exec'd command cannot gain the dropped ones.
+fn limit_bounding_set(keep: &[u32]) -> std::io::Result<()> {
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(CAPABILITIES.len() as u32 - 1);
+    for cap in 0..=last {
+        if keep.contains(&cap) {
+            continue;
+        }
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_names() {
+        assert_eq!(capability("CHOWN"), Some(0));
+        assert_eq!(capability("cap_sys_admin"), Some(21));
+        assert_eq!(capability("CHECKPOINT_RESTORE"), Some(40));
+        assert_eq!(capability("NOPE"), None);
+        let c = parse(&["--caps", "NET_RAW,KILL", "true"]).unwrap();
+        assert_eq!(c.caps, Some(vec![13, 5]));
+        assert!(parse(&["--caps", "FLY", "true"]).is_err());
+    }
+
+    fn parse(a: &[&str]) -> Result<JoinConfig, String> {
+        JoinConfig::from_args(a.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn parses_join_arguments() {
+        let c = parse(&[
+            "--uts",
+            "/.podc/pod/ns/uts",
+            "--pid",
+            "/x",
+            "--user",
+            "1000:100",
+            "--",
+            "sh",
+            "-c",
+            "--uts",
+        ])
+        .unwrap();
+        assert_eq!(c.uts.as_deref(), Some("/.podc/pod/ns/uts"));
+        assert_eq!(c.pid, PidNs::Join("/x".into()));
+        assert_eq!(c.user, Some((1000, 100)));
+        assert_eq!(c.argv, vec!["sh", "-c", "--uts"]);
+        let c = parse(&["--new-pid", "--user", "7", "true"]).unwrap();
+        assert_eq!((c.pid, c.user, c.argv.len()), (PidNs::New, Some((7, 7)), 1));
+    }
+
+    #[test]
+    fn rejects_bad_join_arguments() {
+        assert!(parse(&["--uts", "/x"]).is_err());
+        assert!(parse(&["--user", "bob", "--", "true"]).is_err());
+        assert!(parse(&["--what", "--", "true"]).is_err());
+    }
+}

@@ -1,0 +1,3 @@
+//! Shared helpers for integration tests (`mod support;`).
+pub mod helper;
+pub mod systemd;
