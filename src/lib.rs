@@ -4,6 +4,8 @@
 pub mod diagnostic;
 pub mod escape;
 pub mod expand;
+pub mod infra;
+pub mod join;
 pub mod load;
 pub mod model;
 pub mod names;
@@ -13,7 +15,5 @@ pub mod plan;
 pub mod quantity;
 pub mod render;
 pub mod schema;
-pub mod validate;
-pub mod infra;
-pub mod join;
 pub mod systemd;
+pub mod validate;
