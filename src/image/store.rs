@@ -755,11 +755,6 @@ impl WriteTxn<'_> {
                 unpacked = Some(stats);
             }
             let (got_diff, _, _) = diff.finish();
-            if let Some(want) = diff_id {
-                if *want != got_diff {
-                    bail!("layer diffID mismatch: the image config says {want}, the layer content hashes to {got_diff}");
-                }
-            }
             if let Some(stats) = unpacked {
                 let meta = LayerMeta {
                     diff_id: got_diff.to_string(),
@@ -789,6 +784,12 @@ impl WriteTxn<'_> {
             if want != n {
                 self.pending.borrow_mut().retain(|_, v| *v != layer_tmp);
                 bail!("layer blob {got} is {n} bytes, its descriptor says {want}");
+            }
+        }
+        if let Some(want) = diff_id {
+            if *want != unpacked_diff {
+                self.pending.borrow_mut().retain(|_, v| *v != layer_tmp);
+                bail!("layer diffID mismatch: the image config says {want}, the layer content hashes to {unpacked_diff}");
             }
         }
         if !have_blob && !self.has_blob(&got) {
