@@ -16,9 +16,9 @@
 //! then renames it into place, and only then replaces `index.json` (itself
 //! through a temporary file and a rename). An image exists once the index
 //! names it; before that its parts are either in `tmp/` (thrown away by the
-//! next writer) or complete and verified but unreferenced (reused by the next
-//! import, removed by `prune`). A `kill -9` at any moment therefore leaves
-//! the store consistent.
+//! next writer) or complete and verified but unreferenced (removed by the
+//! next writer). A `kill -9` at any moment therefore leaves the store
+//! consistent.
 
 use super::reference::{Digest, Reference};
 use super::unpack::{self, Compression, HashingReader};
@@ -316,13 +316,19 @@ impl Store {
             TMP_SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         fs::create_dir(&tmp)?;
-        Ok(WriteTxn {
+        let txn = WriteTxn {
             store: self,
             _lock: lock,
             tmp,
             seq: AtomicU64::new(0),
             pending: Default::default(),
-        })
+        };
+        // a writer killed between moving its parts into place and naming
+        // them in the index leaves complete but unreferenced blobs/layers
+        if self.dir.join("index.json").exists() {
+            txn.gc()?;
+        }
+        Ok(txn)
     }
 
     pub(crate) fn read_index(&self) -> Result<Index> {
@@ -850,6 +856,10 @@ impl WriteTxn<'_> {
             .clone()
             .unwrap_or_else(|| MT_OCI_MANIFEST.into());
         let digest = self.put_blob_bytes(manifest, expected)?;
+        // make the staged layers and blobs durable, then visible, then named
+        if let Ok(f) = File::open(&self.store.dir) {
+            let _ = rustix::fs::syncfs(&f);
+        }
         self.commit()?;
         let mut index = self.store.read_index()?;
         let dg = digest.to_string();
@@ -889,10 +899,6 @@ impl WriteTxn<'_> {
                 }
                 index.manifests.push(desc(Some(&full)));
             }
-        }
-        // make the staged layers and blobs durable before the index names them
-        if let Ok(f) = File::open(&self.store.dir) {
-            let _ = rustix::fs::syncfs(&f);
         }
         self.write_index(&index)?;
         Ok(digest)
