@@ -5,7 +5,7 @@ mod support;
 
 use podc::image::unpack::Compression;
 use std::process::Stdio;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use support::*;
 
 fn big_image() -> (TestImage, Vec<String>) {
@@ -35,6 +35,29 @@ fn big_image() -> (TestImage, Vec<String>) {
     ];
     want.sort();
     (img, want)
+}
+
+/// Bytes staged by process `pid` (its `tmp/txn-PID-*` dirs).
+fn staged_bytes(tmp: &std::path::Path, pid: u32) -> u64 {
+    let mut n = 0;
+    let prefix = format!("txn-{pid}-");
+    let mut todo: Vec<_> = std::fs::read_dir(tmp)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => todo.push(e.path()),
+                Ok(m) => n += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    n
 }
 
 fn assert_consistent(root: &std::path::Path) {
@@ -72,16 +95,11 @@ fn kill_9_at_any_moment_leaves_a_consistent_store() {
             .args(["--name", "small:1"]),
     );
 
-    // time one full import to spread the kills over it
-    let probe = t.path().join("probe");
-    let start = Instant::now();
-    run_ok(podc(&probe).args(["image", "import"]).arg(&archive));
-    let full = start.elapsed();
-    std::fs::remove_dir_all(&probe).unwrap();
-
+    // kill when the import has staged a growing share of its data: from
+    // right at the start to the commit at the end
+    let total = 2 * std::fs::metadata(&archive).unwrap().len();
     let mut killed_midway = 0;
-    for step in 1..=8u32 {
-        let delay = full * step / 10;
+    for step in 0..=9u64 {
         let mut child = podc(&root)
             .args(["image", "import"])
             .arg(&archive)
@@ -89,7 +107,15 @@ fn kill_9_at_any_moment_leaves_a_consistent_store() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(delay);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while staged_bytes(&root.join("images/tmp"), child.id()) < total * step / 10
+            && Instant::now() < deadline
+        {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let finished = child.try_wait().unwrap().is_some();
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
