@@ -244,7 +244,9 @@ fn names_move_rm_untags_and_prune_keeps_used_images() {
     );
     let store = Store::open(&root).unwrap();
     let y = store.image("y:1").unwrap();
-    store.set_users("pod-web", &[y.digest.clone()]).unwrap();
+    store
+        .set_users("pod-web", std::slice::from_ref(&y.digest))
+        .unwrap();
     // rm of a used image is refused with the user's name
     let o = run_err(podc(&root).args(["image", "rm", "y:1"]));
     assert!(

@@ -131,39 +131,26 @@ fn classify(names: &[String]) -> Kind {
     }
 }
 
-/// Lists tar member names, stopping early once a name shows it is a rootfs.
-/// With a seekable uncompressed file also records each member's offset.
-fn scan_tar<R: Read>(
-    r: R,
-    offsets: bool,
-) -> Result<(Vec<String>, HashMap<String, (u64, u64)>, bool)> {
-    let mut ar = tar::Archive::new(r);
-    let mut names = Vec::new();
-    let mut members = HashMap::new();
-    for e in ar.entries().context("reading archive")? {
-        let e = e.context("reading archive")?;
-        let raw = e.path_bytes();
-        let Some(rel) = unpack::safe_rel_path(&raw).ok().flatten() else {
-            continue;
-        };
-        let name = rel.to_string_lossy().into_owned();
-        if !archive_vocabulary(&name) {
-            return Ok((names, members, false));
-        }
-        if offsets && e.header().entry_type().is_file() {
-            members.insert(name.clone(), (e.raw_file_position(), e.size()));
-        }
-        names.push(name);
-    }
-    Ok((names, members, true))
+/// What a pass over an archive's tar headers found.
+struct Scan {
+    names: Vec<String>,
+    /// member → (offset of its data, size)
+    members: HashMap<String, (u64, u64)>,
+    /// false when a member name showed the tar is a rootfs (scan stopped)
+    complete: bool,
 }
 
-fn seekable_scan(path: &Path) -> Result<(Vec<String>, HashMap<String, (u64, u64)>, bool)> {
-    let f = File::open(path)?;
-    let mut ar = tar::Archive::new(f);
-    let mut names = Vec::new();
-    let mut members = HashMap::new();
-    for e in ar.entries_with_seek().context("reading archive")? {
+/// Lists tar member names and data offsets, stopping early once a name
+/// shows the tar is a root filesystem rather than an image archive.
+fn scan<'a, R: Read + 'a>(
+    entries: impl Iterator<Item = io::Result<tar::Entry<'a, R>>>,
+) -> Result<Scan> {
+    let mut out = Scan {
+        names: Vec::new(),
+        members: HashMap::new(),
+        complete: false,
+    };
+    for e in entries {
         let e = e.context("reading archive")?;
         let raw = e.path_bytes();
         let Some(rel) = unpack::safe_rel_path(&raw).ok().flatten() else {
@@ -171,14 +158,16 @@ fn seekable_scan(path: &Path) -> Result<(Vec<String>, HashMap<String, (u64, u64)
         };
         let name = rel.to_string_lossy().into_owned();
         if !archive_vocabulary(&name) {
-            return Ok((names, members, false));
+            return Ok(out);
         }
         if e.header().entry_type().is_file() {
-            members.insert(name.clone(), (e.raw_file_position(), e.size()));
+            out.members
+                .insert(name.clone(), (e.raw_file_position(), e.size()));
         }
-        names.push(name);
+        out.names.push(name);
     }
-    Ok((names, members, true))
+    out.complete = true;
+    Ok(out)
 }
 
 /// The host platform in OCI terms.
@@ -283,25 +272,27 @@ impl Store {
             let n = File::open(path)?.read(&mut head)?;
             let compression = Compression::sniff(&head[..n]);
             if compression == Compression::None {
-                let (names, members, complete) = seekable_scan(path)
+                let mut ar = tar::Archive::new(File::open(path)?);
+                let found = scan(ar.entries_with_seek().context("reading archive")?)
                     .with_context(|| format!("{} is not a tar archive", path.display()))?;
+                let kind = classify(&found.names);
                 let src = TarSource {
                     path: path.to_path_buf(),
-                    members,
+                    members: found.members,
                 };
-                match (complete, classify(&names)) {
+                match (found.complete, kind) {
                     (true, Kind::OciLayout) => import_oci(&txn, &src, name.as_ref())?,
                     (true, Kind::DockerArchive) => import_docker(&txn, &src, name.as_ref())?,
                     _ => vec![import_rootfs(&txn, path, name.as_ref())?],
                 }
             } else {
-                let f = BufReader::new(File::open(path)?);
-                let (names, _, complete) =
-                    scan_tar(unpack::decompress(f)?, false).with_context(|| {
-                        format!("{} is not a compressed tar archive", path.display())
-                    })?;
-                let kind = if complete {
-                    classify(&names)
+                let mut ar =
+                    tar::Archive::new(unpack::decompress(BufReader::new(File::open(path)?))?);
+                let found = scan(ar.entries().context("reading archive")?).with_context(|| {
+                    format!("{} is not a compressed tar archive", path.display())
+                })?;
+                let kind = if found.complete {
+                    classify(&found.names)
                 } else {
                     Kind::Rootfs
                 };

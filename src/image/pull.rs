@@ -454,10 +454,7 @@ impl Store {
                 message: format!("{e:#}"),
             })
         })?;
-        let insecure = opts.insecure
-            || insecure_registries(self.state_root())?
-                .iter()
-                .any(|h| *h == r.domain);
+        let insecure = opts.insecure || insecure_registries(self.state_root())?.contains(&r.domain);
         let creds = credentials(&r.domain, opts.auth_file.as_deref())?;
         let client = Client::new(&r, insecure, creds);
         let want = r
