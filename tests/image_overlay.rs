@@ -140,3 +140,26 @@ fn mount_unit_names_the_rootfs_and_its_options() {
         }
     }
 }
+
+#[test]
+fn paths_with_overlay_specials_are_escaped_for_the_kernel() {
+    if skip_unless_root("mounting overlayfs") {
+        return;
+    }
+    // ':' separates lower dirs and ',' options: both must be escaped
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("st:o,re");
+    let f = t.path().join("r.tar");
+    std::fs::write(&f, layer_tar(&[dir("./", 0o755), file("hello", 0o644, b"hi")])).unwrap();
+    let store = Store::open(&root).unwrap();
+    store.import(&f, Some("special:1")).unwrap();
+    let image = store.image("special:1").unwrap();
+    let c = ContainerRootfs::new(&image, &t.path().join("po:d,1/c"));
+    c.prepare().unwrap();
+    assert!(c.options().unwrap().contains("st\\:o\\,re"), "{}", c.options().unwrap());
+    c.mount().unwrap();
+    let _u = Unmount(&c);
+    assert_eq!(std::fs::read(c.target.join("hello")).unwrap(), b"hi");
+    std::fs::write(c.target.join("new"), b"x").unwrap();
+    assert!(c.upper.join("new").exists());
+}
