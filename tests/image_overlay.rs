@@ -127,6 +127,21 @@ fn mount_unit_names_the_rootfs_and_its_options() {
     assert!(u
         .text
         .contains("Where=/var/lib/podc/pods/web-1/app/rootfs\nType=overlay\n"));
+    // systemd accepts the unit as written, when it is installed
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(&u.name);
+    std::fs::write(&path, &u.text).unwrap();
+    if let Ok(o) = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+    {
+        assert!(
+            o.status.success() && o.stderr.is_empty(),
+            "systemd-analyze verify: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
     // systemd agrees with the unit name for that path, when it is installed
     if let Ok(o) = std::process::Command::new("systemd-escape")
         .args(["--path", "/var/lib/podc/pods/web-1/app/rootfs"])
@@ -150,13 +165,21 @@ fn paths_with_overlay_specials_are_escaped_for_the_kernel() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("st:o,re");
     let f = t.path().join("r.tar");
-    std::fs::write(&f, layer_tar(&[dir("./", 0o755), file("hello", 0o644, b"hi")])).unwrap();
+    std::fs::write(
+        &f,
+        layer_tar(&[dir("./", 0o755), file("hello", 0o644, b"hi")]),
+    )
+    .unwrap();
     let store = Store::open(&root).unwrap();
     store.import(&f, Some("special:1")).unwrap();
     let image = store.image("special:1").unwrap();
     let c = ContainerRootfs::new(&image, &t.path().join("po:d,1/c"));
     c.prepare().unwrap();
-    assert!(c.options().unwrap().contains("st\\:o\\,re"), "{}", c.options().unwrap());
+    assert!(
+        c.options().unwrap().contains("st\\:o\\,re"),
+        "{}",
+        c.options().unwrap()
+    );
     c.mount().unwrap();
     let _u = Unmount(&c);
     assert_eq!(std::fs::read(c.target.join("hello")).unwrap(), b"hi");

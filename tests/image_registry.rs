@@ -453,3 +453,169 @@ fn credentials_come_from_the_auth_file() {
         "gzip layers: skopeo keeps the manifest: {out}"
     );
 }
+
+/// A minimal registry that wants a bearer token from its token service,
+/// which wants basic credentials: the flow big registries use.
+fn fake_token_registry(img: &TestImage, log: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut blobs = std::collections::HashMap::new();
+    blobs.insert(img.config_digest().to_string(), img.config.clone());
+    for l in &img.layers {
+        blobs.insert(l.digest.to_string(), l.blob.clone());
+    }
+    let manifest = img.manifest.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let mut auth = String::new();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some(v) = h
+                    .strip_prefix("Authorization: ")
+                    .or_else(|| h.strip_prefix("authorization: "))
+                {
+                    auth = v.trim().to_string();
+                }
+            }
+            log.lock().unwrap().push(format!("{path} {auth}"));
+            let bearer_ok = auth == "Bearer tok123";
+            let (status, ctype, extra, body): (&str, &str, String, Vec<u8>) = if path
+                .starts_with("/token?")
+            {
+                if auth == "Basic dGVzdGVyOnMzY3JldA==" {
+                    (
+                        "200 OK",
+                        "application/json",
+                        String::new(),
+                        br#"{"token":"tok123"}"#.to_vec(),
+                    )
+                } else {
+                    (
+                        "401 Unauthorized",
+                        "application/json",
+                        String::new(),
+                        br#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#
+                            .to_vec(),
+                    )
+                }
+            } else if !bearer_ok {
+                let challenge = format!(
+                    "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"fake\",scope=\"repository:test/tok:pull\"\r\n"
+                );
+                (
+                    "401 Unauthorized",
+                    "application/json",
+                    challenge,
+                    br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#
+                        .to_vec(),
+                )
+            } else if path == "/v2/test/tok/manifests/1" {
+                (
+                    "200 OK",
+                    "application/vnd.oci.image.manifest.v1+json",
+                    String::new(),
+                    manifest.clone(),
+                )
+            } else if let Some(b) = path
+                .strip_prefix("/v2/test/tok/blobs/")
+                .and_then(|d| blobs.get(d))
+            {
+                (
+                    "200 OK",
+                    "application/octet-stream",
+                    String::new(),
+                    b.clone(),
+                )
+            } else {
+                (
+                    "404 Not Found",
+                    "application/json",
+                    String::new(),
+                    br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#
+                        .to_vec(),
+                )
+            };
+            let head = format!("HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n", body.len());
+            let _ = conn.write_all(head.as_bytes());
+            let _ = conn.write_all(&body);
+        }
+    });
+    port
+}
+
+#[test]
+fn bearer_token_flow_with_basic_credentials() {
+    let t = tempfile::tempdir().unwrap();
+    let img = TestImage::new(
+        vec![layer(
+            &[dir("./", 0o755), file("f", 0o644, b"token")],
+            Compression::Zstd,
+        )],
+        busybox_config(),
+    );
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let port = fake_token_registry(&img, log.clone());
+    let reference = format!("127.0.0.1:{port}/test/tok:1");
+    let root = t.path().join("root");
+    // without credentials: the token service refuses, and the error says so
+    let empty = t.path().join("empty.json");
+    std::fs::write(&empty, "{}").unwrap();
+    let o = run_err(
+        podc(&root)
+            .args(["image", "pull", "--insecure", "--authfile"])
+            .arg(&empty)
+            .arg(&reference),
+    );
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("unauthorized") && e.contains("UNAUTHORIZED"),
+        "{e}"
+    );
+    // with them (docker config.json form): token, then every GET carries it
+    let home = t.path().join("home");
+    std::fs::create_dir_all(home.join(".docker")).unwrap();
+    std::fs::write(
+        home.join(".docker/config.json"),
+        format!(r#"{{"auths":{{"127.0.0.1:{port}":{{"auth":"dGVzdGVyOnMzY3JldA=="}}}}}}"#),
+    )
+    .unwrap();
+    log.lock().unwrap().clear();
+    let out = run_ok(
+        podc(&root)
+            .args(["image", "pull", "--insecure", &reference])
+            .env("HOME", &home)
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("DOCKER_CONFIG"),
+    );
+    assert!(out.contains(img.digest().as_str()), "{out}");
+    let log = log.lock().unwrap().clone();
+    assert!(
+        log.iter().any(
+            |l| l.starts_with("/token?service=fake&scope=repository%3Atest%2Ftok%3Apull Basic")
+        ),
+        "{log:?}"
+    );
+    let after_token: Vec<_> = log
+        .iter()
+        .skip_while(|l| !l.starts_with("/token"))
+        .skip(1)
+        .collect();
+    assert!(
+        after_token.len() >= 3 && after_token.iter().all(|l| l.ends_with("Bearer tok123")),
+        "{log:?}"
+    );
+    let l = export_listing(&root, &reference);
+    assert!(l.iter().any(|x| x.starts_with("f file 644")), "{l:?}");
+}
