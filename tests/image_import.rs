@@ -370,3 +370,33 @@ fn bad_input_gets_clear_errors() {
         0
     );
 }
+
+#[test]
+fn docker_25_style_oci_archive_takes_the_containerd_name() {
+    if skip_unless_root("importing layers with whiteouts") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    let img = busybox_image();
+    let l = t.path().join("layout");
+    write_oci_layout(&img, &l, Some("latest"));
+    let mut idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(l.join("index.json")).unwrap()).unwrap();
+    idx["manifests"][0]["annotations"]["io.containerd.image.name"] =
+        serde_json::json!("docker.io/team/tool:2");
+    std::fs::write(l.join("index.json"), serde_json::to_vec(&idx).unwrap()).unwrap();
+    let out = run_ok(podc(&root).args(["image", "import"]).arg(&l));
+    assert!(out.contains("team/tool:2"), "{out}");
+    // a bare tag alone names nothing, and the output says how to name it
+    let root2 = t.path().join("root2");
+    let l2 = t.path().join("layout2");
+    write_oci_layout(&img, &l2, Some("latest"));
+    let out = run_ok(podc(&root2).args(["image", "import"]).arg(&l2));
+    assert!(out.contains("unnamed"), "{out}");
+    assert!(names_in_ls(&root2).is_empty());
+    assert_eq!(
+        export_listing(&root2, img.digest().short()),
+        busybox_expected()
+    );
+}

@@ -96,8 +96,19 @@ fn split_name(full: &str) -> (String, String) {
 }
 
 /// Runs one `podc image` subcommand against the store under `root`.
-/// Returns the process exit code.
+/// Returns the process exit code. Error texts are made safe for a terminal
+/// (they can quote bytes of a broken archive).
 pub fn run(cmd: ImageCommand, root: &Path) -> Result<i32> {
+    run_inner(cmd, root).map_err(|e| {
+        let text = format!("{e:#}");
+        anyhow::anyhow!(text
+            .chars()
+            .map(|c| if c.is_control() && c != '\n' { '?' } else { c })
+            .collect::<String>())
+    })
+}
+
+fn run_inner(cmd: ImageCommand, root: &Path) -> Result<i32> {
     let store = Store::open(root)?;
     match cmd {
         ImageCommand::Import { source, name } => {
@@ -108,7 +119,14 @@ pub fn run(cmd: ImageCommand, root: &Path) -> Result<i32> {
                     .map(|n| split_name(n))
                     .map(|(a, b)| format!("{a}:{b}"))
                     .collect();
-                println!("imported {} {}", img.digest, names.join(" "));
+                if names.is_empty() {
+                    println!(
+                        "imported {} (unnamed: use --name NAME[:TAG] to name it)",
+                        img.digest
+                    );
+                } else {
+                    println!("imported {} {}", img.digest, names.join(" "));
+                }
             }
         }
         ImageCommand::Pull {

@@ -9,8 +9,8 @@
 
 use super::reference::{Digest, Reference};
 use super::store::{
-    ConfigFile, Descriptor, Image, Index, Manifest, Platform, Store, WriteTxn, ANN_REF_NAME,
-    MAX_JSON, MT_DOCKER_LIST, MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_MANIFEST,
+    ConfigFile, Descriptor, Image, Index, Manifest, Platform, Store, WriteTxn, MAX_JSON,
+    MT_DOCKER_LIST, MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_MANIFEST,
 };
 use super::unpack::{self, Compression};
 use anyhow::{anyhow, bail, Context, Result};
@@ -400,14 +400,22 @@ fn import_oci(txn: &WriteTxn, src: &dyn Source, name: Option<&Reference>) -> Res
         }
         let names: Vec<Reference> = match name {
             Some(n) => vec![n.clone()],
-            None => match top.ref_name() {
-                // a bare tag ("latest") names no repository: leave the image unnamed
-                Some(r) if r.contains(':') || r.contains('/') => vec![Reference::parse(r)
-                    .with_context(|| {
-                        format!("the layout names an image {r:?} ({ANN_REF_NAME})")
-                    })?],
-                _ => vec![],
-            },
+            None => {
+                // containerd and docker ≥ 25 put the full name here and a
+                // bare tag in ref.name; a bare tag names no repository
+                let containerd = top
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("io.containerd.image.name"));
+                let full = containerd.map(String::as_str).or(top
+                    .ref_name()
+                    .filter(|r| r.contains(':') || r.contains('/')));
+                match full {
+                    Some(r) => vec![Reference::parse(r)
+                        .with_context(|| format!("the layout names an image {r:?}"))?],
+                    None => vec![],
+                }
+            }
         };
         let (md, mdata) = read_verified(src, &desc)?;
         let m: Manifest = serde_json::from_slice(&mdata)
