@@ -204,17 +204,6 @@ struct Meta {
 
 fn apply_meta(p: &Path, m: &Meta, is_root: bool, symlink: bool) -> Result<()> {
     use rustix::fs::{AtFlags, Timespec, Timestamps, CWD};
-    for (k, v) in &m.xattrs {
-        rustix::fs::lsetxattr(p, OsStr::from_bytes(k), v, rustix::fs::XattrFlags::empty())
-            .map_err(rustix_err)
-            .with_context(|| {
-                format!(
-                    "setting xattr {} on {}",
-                    String::from_utf8_lossy(k),
-                    p.display()
-                )
-            })?;
-    }
     if is_root {
         rustix::fs::chownat(
             CWD,
@@ -226,8 +215,25 @@ fn apply_meta(p: &Path, m: &Meta, is_root: bool, symlink: bool) -> Result<()> {
         .map_err(rustix_err)
         .with_context(|| format!("chown {}", p.display()))?;
     }
+    // after chown, which drops security.capability
+    for (k, v) in &m.xattrs {
+        match rustix::fs::lsetxattr(p, OsStr::from_bytes(k), v, rustix::fs::XattrFlags::empty()) {
+            Ok(()) => {}
+            // Linux keeps no user.* xattrs on symlinks: nothing to preserve
+            Err(rustix::io::Errno::PERM) if symlink && k.starts_with(b"user.") => {}
+            Err(e) => {
+                return Err(rustix_err(e)).with_context(|| {
+                    format!(
+                        "setting xattr {} on {}",
+                        String::from_utf8_lossy(k),
+                        p.display()
+                    )
+                })
+            }
+        }
+    }
     if !symlink {
-        // after chown, which clears setuid/setgid
+        // after chown, which clears setuid/setgid bits
         rustix::fs::chmod(p, rustix::fs::Mode::from_raw_mode(m.mode))
             .map_err(rustix_err)
             .with_context(|| format!("chmod {}", p.display()))?;

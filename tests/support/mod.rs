@@ -255,6 +255,17 @@ pub const PASSWD1: &[u8] = b"root:x:0:0:root:/root:/bin/sh\n";
 pub const PASSWD2: &[u8] = b"root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n";
 pub const HELLO: &[u8] = b"#!/bin/sh\necho hello\n";
 
+/// `security.capability` granting cap_net_bind_service (v2, effective).
+pub const CAP_NET_BIND: [u8; 20] = [1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+/// A root-owned binary with a file capability (chown would drop it).
+pub fn capped() -> Entry {
+    let mut e = file("usr/bin/capped", 0o755, b"#!/bin/sh\n");
+    e.xattrs
+        .push(("security.capability".into(), CAP_NET_BIND.to_vec()));
+    e
+}
+
 /// Layer entries of the three-layer busybox image:
 /// 1. a busybox rootfs (symlink, hard link, setuid, owned dir, device, xattr);
 /// 2. whiteout of etc/old.conf, opaque opt/data, changed etc/passwd;
@@ -300,6 +311,7 @@ pub fn busybox_layers() -> Vec<Vec<Entry>> {
         dir("usr/", 0o755),
         dir("usr/bin/", 0o755),
         file("usr/bin/su-tool", 0o4755, b"#!/bin/sh\nid\n"),
+        capped(),
         dir("var/", 0o755),
         dir("var/cache/", 0o755),
         file("var/cache/junk", 0o644, b"junk\n"),
@@ -364,6 +376,11 @@ pub fn busybox_expected() -> Vec<String> {
         "tmp dir 1777 0:0".into(),
         "usr dir 755 0:0".into(),
         "usr/bin dir 755 0:0".into(),
+        format!(
+            "usr/bin/capped file 755 0:0 {} security.capability={}",
+            sha(b"#!/bin/sh\n"),
+            xattr_value(&CAP_NET_BIND)
+        ),
         format!("usr/bin/su-tool file 4755 0:0 {}", sha(b"#!/bin/sh\nid\n")),
         "usr/local dir 755 0:0".into(),
         "usr/local/bin dir 755 0:0".into(),
@@ -371,6 +388,15 @@ pub fn busybox_expected() -> Vec<String> {
     ];
     v.sort();
     v
+}
+
+/// Text for printable values, hex otherwise.
+pub fn xattr_value(v: &[u8]) -> String {
+    if v.iter().all(|b| b.is_ascii_graphic()) {
+        String::from_utf8_lossy(v).into_owned()
+    } else {
+        v.iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 /// One line per entry: `path type mode uid:gid [content sha|-> target|=> link|dev] [xattrs]`,
@@ -394,7 +420,7 @@ pub fn tar_listing(data: &[u8]) -> Vec<String> {
             for x in exts {
                 let x = x.unwrap();
                 if let Some(k) = x.key().unwrap().strip_prefix("SCHILY.xattr.") {
-                    xattrs.push(format!("{k}={}", String::from_utf8_lossy(x.value_bytes())));
+                    xattrs.push(format!("{k}={}", xattr_value(x.value_bytes())));
                 }
             }
         }
@@ -580,6 +606,7 @@ pub fn busybox_rootfs_entries() -> Vec<Entry> {
         dir("usr/", 0o755),
         dir("usr/bin/", 0o755),
         file("usr/bin/su-tool", 0o4755, b"#!/bin/sh\nid\n"),
+        capped(),
         dir("usr/local/", 0o755),
         dir("usr/local/bin/", 0o755),
         file("usr/local/bin/hello", 0o755, HELLO),
