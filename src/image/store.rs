@@ -274,12 +274,18 @@ impl Store {
 
     fn lock(&self, exclusive: bool) -> Result<StoreLock> {
         let p = self.dir.join("lock");
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .with_context(|| format!("opening {}", p.display()))?;
+        // readers need no write access to the store (flock works on a
+        // read-only descriptor); the first writer creates the file
+        let f = if exclusive || !p.exists() {
+            fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&p)
+        } else {
+            File::open(&p)
+        }
+        .with_context(|| format!("opening {}", p.display()))?;
         let op = if exclusive {
             rustix::fs::FlockOperation::LockExclusive
         } else {
