@@ -208,6 +208,32 @@ fn push_with_skopeo_pull_with_podc() {
     let out = run_ok(podc(&root2).args(["image", "pull", &reference]));
     assert!(out.contains(digest.as_str()));
 
+    // an endpoint mirror: short Kubernetes names served by the local registry
+    reg.push(&layout, "library/busybox:1.36", &[]);
+    let root3 = t.path().join("root3");
+    std::fs::create_dir_all(&root3).unwrap();
+    std::fs::write(
+        root3.join("registries.json"),
+        format!(
+            r#"{{"insecure": ["{0}"], "endpoints": {{"docker.io": "{0}"}}}}"#,
+            reg.host()
+        ),
+    )
+    .unwrap();
+    let out = run_ok(podc(&root3).args(["image", "pull", "busybox:1.36"]));
+    assert!(
+        out.contains(reg.digest("library/busybox:1.36").as_str()),
+        "{out}"
+    );
+    assert!(names_in_ls(&root3).contains_key("docker.io/library/busybox:1.36"));
+    std::fs::write(
+        root3.join("registries.json"),
+        r#"{"insecure": [], "mirrors": {}}"#,
+    )
+    .unwrap();
+    let o = run_err(podc(&root3).args(["image", "pull", "busybox:1.36"]));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown field `mirrors`"));
+
     // a stopped registry: unreachable, store unchanged
     reg.stop();
     let before = store_state(&root);

@@ -29,26 +29,33 @@ pub struct PullOptions {
     pub auth_file: Option<PathBuf>,
 }
 
-#[derive(serde::Deserialize, Default)]
-struct RegistriesConf {
+/// `<root>/registries.json`:
+/// `{"insecure": ["host:port"], "endpoints": {"docker.io": "mirror:5000"}}`.
+/// `insecure` registries are spoken to over plain http; `endpoints` sends
+/// the requests for a registry name to another host (a mirror), so short
+/// names like `busybox` can be served locally.
+#[derive(serde::Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RegistriesConf {
     #[serde(default)]
-    insecure: Vec<String>,
+    pub insecure: Vec<String>,
+    #[serde(default)]
+    pub endpoints: std::collections::BTreeMap<String, String>,
 }
 
-/// The registries marked insecure in `<root>/registries.json`.
-pub fn insecure_registries(state_root: &Path) -> Result<Vec<String>> {
-    let p = state_root.join("registries.json");
-    match std::fs::read(&p) {
-        Ok(b) => Ok(serde_json::from_slice::<RegistriesConf>(&b)
-            .with_context(|| {
+impl RegistriesConf {
+    pub fn load(state_root: &Path) -> Result<RegistriesConf> {
+        let p = state_root.join("registries.json");
+        match std::fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b).with_context(|| {
                 format!(
-                    "{} must look like {{\"insecure\": [\"host:port\"]}}",
+                    "{} must look like {{\"insecure\": [\"host:port\"], \"endpoints\": {{\"docker.io\": \"host:port\"}}}}",
                     p.display()
                 )
-            })?
-            .insecure),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
-        Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RegistriesConf::default()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
+        }
     }
 }
 
@@ -204,6 +211,8 @@ fn pct(s: &str) -> String {
 /// A client for one repository of one registry.
 struct Client {
     agent: ureq::Agent,
+    /// host[:port] spoken to (the registry, or its configured endpoint)
+    host: String,
     base: String,
     r: Reference,
     creds: Option<(String, String)>,
@@ -242,7 +251,7 @@ fn registry_errors(resp: Resp) -> String {
 }
 
 impl Client {
-    fn new(r: &Reference, insecure: bool, creds: Option<(String, String)>) -> Client {
+    fn new(r: &Reference, host: &str, insecure: bool, creds: Option<(String, String)>) -> Client {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(15)))
@@ -253,7 +262,8 @@ impl Client {
         let scheme = if insecure { "http" } else { "https" };
         Client {
             agent,
-            base: format!("{scheme}://{}/v2/{}", r.domain, r.repository),
+            host: host.to_string(),
+            base: format!("{scheme}://{host}/v2/{}", r.repository),
             r: r.clone(),
             creds,
             auth: RefCell::new(None),
@@ -271,7 +281,7 @@ impl Client {
         req.call().map_err(|e| {
             anyhow::Error::new(ImageError::pull(
                 &self.r,
-                format!("registry {} is unreachable: {e}", self.r.domain),
+                format!("registry {} is unreachable: {e}", self.host),
             ))
         })
     }
@@ -353,7 +363,7 @@ impl Client {
                     &self.r,
                     format!(
                         "unauthorized: registry {} requires authentication{}",
-                        self.r.domain,
+                        self.host,
                         if self.creds.is_none() {
                             " and no credentials for it were found in the auth files"
                         } else {
@@ -382,17 +392,14 @@ impl Client {
         }
         let detail = registry_errors(resp);
         let msg = match st {
-            404 => format!(
-                "not found: registry {} has no {what} ({detail})",
-                self.r.domain
-            ),
+            404 => format!("not found: registry {} has no {what} ({detail})", self.host),
             401 | 403 => format!(
                 "unauthorized: registry {} refused access to {what} ({detail})",
-                self.r.domain
+                self.host
             ),
             _ => format!(
                 "registry {} answered HTTP {st} for {what} ({detail})",
-                self.r.domain
+                self.host
             ),
         };
         Err(ImageError::pull(&self.r, msg).into())
@@ -454,9 +461,11 @@ impl Store {
                 message: format!("{e:#}"),
             })
         })?;
-        let insecure = opts.insecure || insecure_registries(self.state_root())?.contains(&r.domain);
-        let creds = credentials(&r.domain, opts.auth_file.as_deref())?;
-        let client = Client::new(&r, insecure, creds);
+        let conf = RegistriesConf::load(self.state_root())?;
+        let host = conf.endpoints.get(&r.domain).unwrap_or(&r.domain).clone();
+        let insecure = opts.insecure || conf.insecure.contains(&host);
+        let creds = credentials(&host, opts.auth_file.as_deref())?;
+        let client = Client::new(&r, &host, insecure, creds);
         let want = r
             .digest
             .as_ref()
@@ -467,10 +476,7 @@ impl Store {
         if let Some(d) = &r.digest {
             let got = Digest::of_bytes(&data);
             if got != *d {
-                bail!(
-                    "registry {} sent a manifest hashing to {got} for {d}",
-                    r.domain
-                );
+                bail!("registry {host} sent a manifest hashing to {got} for {d}");
             }
         }
         let mut mt = media_type_of(&ct, &data);
@@ -482,10 +488,7 @@ impl Store {
             (ct, data) = client.manifest(d.as_str())?;
             let got = Digest::of_bytes(&data);
             if got != d {
-                bail!(
-                    "registry {} sent a manifest hashing to {got} for {d}",
-                    r.domain
-                );
+                bail!("registry {host} sent a manifest hashing to {got} for {d}");
             }
             mt = media_type_of(&ct, &data);
         }
