@@ -90,6 +90,7 @@ measure() { # label cmd... -> "seconds kB"
     echo "$wall $rss"
 }
 best() { sort -n | head -1; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 podc_runs=() podman_runs=()
 for r in $(seq 1 "$RUNS"); do
@@ -108,4 +109,7 @@ printf '%-14s %10.2f %14.1f\n' "podc import" "$pt" "$(echo "$prss / 1024" | bc -
 printf '%-14s %10.2f %14.1f\n' "podman load" "$mt" "$(echo "$mrss / 1024" | bc -l)"
 printf 'time ratio podman/podc: %.2f (>1: podc faster)\n' "$(echo "$mt / $pt" | bc -l)"
 printf 'RSS ratio podman/podc:  %.2f\n' "$(echo "$mrss / $prss" | bc -l)"
+pm=$(printf '%s\n' "${podc_runs[@]}" | median)
+mm=$(printf '%s\n' "${podman_runs[@]}" | median)
+printf 'median wall: podc %.2f s, podman %.2f s, ratio %.2f\n' "$pm" "$mm" "$(echo "$mm / $pm" | bc -l)"
 echo "(best of $RUNS runs each; all runs podc: ${podc_runs[*]} / podman: ${podman_runs[*]} [s kB])"
