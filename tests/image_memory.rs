@@ -58,7 +58,7 @@ fn peak_memory_is_flat_in_the_layer_size() {
         import_peak_rss(&root, &small, "s:1"),
         import_peak_rss(&root, &big, "b:1"),
     ) else {
-        eprintln!("SKIPPED: /usr/bin/time is not installed (.ci/image-deps)");
+        skip("/usr/bin/time is not installed (.ci/image-deps)");
         return;
     };
     eprintln!("peak RSS: 8 MiB layer {s} kB, 512 MiB layer {b} kB");

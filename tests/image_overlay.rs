@@ -33,7 +33,9 @@ fn two_containers_of_one_image_never_see_each_others_writes() {
     for c in [&a, &b] {
         c.prepare().unwrap();
         if let Err(e) = c.mount() {
-            eprintln!("SKIPPED: this kernel/filesystem cannot mount overlayfs here: {e:#}");
+            skip(&format!(
+                "this kernel/filesystem cannot mount overlayfs here: {e:#}"
+            ));
             return;
         }
     }

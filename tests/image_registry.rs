@@ -25,7 +25,7 @@ impl Registry {
         if !Path::new(REGISTRY).exists()
             || Command::new("skopeo").arg("--version").output().is_err()
         {
-            eprintln!("SKIPPED: docker-registry or skopeo is not installed (.ci/image-deps)");
+            skip("docker-registry or skopeo is not installed (.ci/image-deps)");
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -411,7 +411,7 @@ fn credentials_come_from_the_auth_file() {
             String::from_utf8(o.stdout).unwrap()
         }
         _ => {
-            eprintln!("SKIPPED: no bcrypt (python3 crypt) to write an htpasswd file");
+            skip("no bcrypt (python3 crypt) to write an htpasswd file");
             return;
         }
     };

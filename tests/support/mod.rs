@@ -15,12 +15,19 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// Says why a test is skipped, on the real stderr (not captured by the
+/// test harness, so the reason shows in a normal `cargo test` run).
+pub fn skip(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
+}
+
 /// Skips a test (returns true) when not root, saying why.
 pub fn skip_unless_root(what: &str) -> bool {
     if !is_root() {
-        eprintln!(
-            "SKIPPED: {what} needs root (whiteouts are device nodes, opaque dirs trusted.* xattrs)"
-        );
+        skip(&format!(
+            "{what} needs root (whiteouts are device nodes, opaque dirs trusted.* xattrs)"
+        ));
         return true;
     }
     false
