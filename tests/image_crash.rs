@@ -119,8 +119,22 @@ fn kill_9_at_any_moment_leaves_a_consistent_store() {
         let finished = child.try_wait().unwrap().is_some();
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+        let staged = std::fs::read_dir(root.join("images/tmp")).unwrap().count();
+        // any next command, even a read-only one, cleans up what the kill left
         let names = names_in_ls(&root);
         assert!(names.contains_key("docker.io/library/small:1"));
+        assert_eq!(
+            std::fs::read_dir(root.join("images/tmp")).unwrap().count(),
+            0,
+            "left {staged}"
+        );
+        let big = names.contains_key("docker.io/library/big:1");
+        assert_eq!(
+            std::fs::read_dir(root.join("images/layers"))
+                .unwrap()
+                .count(),
+            if big { 4 } else { 1 }
+        );
         if !finished && !names.contains_key("docker.io/library/big:1") {
             killed_midway += 1;
         }
@@ -134,7 +148,7 @@ fn kill_9_at_any_moment_leaves_a_consistent_store() {
         killed_midway >= 3,
         "only {killed_midway} kills hit an import in progress"
     );
-    // the next import succeeds, cleans up, and yields the right tree
+    // the next import succeeds and yields the right tree
     run_ok(podc(&root).args(["image", "import"]).arg(&archive));
     assert_eq!(
         std::fs::read_dir(root.join("images/tmp")).unwrap().count(),

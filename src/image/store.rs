@@ -15,10 +15,10 @@
 //! Atomicity: a writer stages every blob and layer in `tmp/`, verifies it,
 //! then renames it into place, and only then replaces `index.json` (itself
 //! through a temporary file and a rename). An image exists once the index
-//! names it; before that its parts are either in `tmp/` (thrown away by the
-//! next writer) or complete and verified but unreferenced (removed by the
-//! next writer). A `kill -9` at any moment therefore leaves the store
-//! consistent.
+//! names it; before that its parts are either in `tmp/` or complete and
+//! verified but unreferenced. The next writer, or the next reader that finds
+//! `tmp/` not empty while no writer runs, throws both away. A `kill -9` at
+//! any moment therefore leaves the store consistent.
 
 use super::reference::{Digest, Reference};
 use super::unpack::{self, Compression, HashingReader};
@@ -273,6 +273,15 @@ impl Store {
     }
 
     fn lock(&self, exclusive: bool) -> Result<StoreLock> {
+        let op = if exclusive {
+            rustix::fs::FlockOperation::LockExclusive
+        } else {
+            rustix::fs::FlockOperation::LockShared
+        };
+        self.lock_op(exclusive, op)
+    }
+
+    fn lock_op(&self, exclusive: bool, op: rustix::fs::FlockOperation) -> Result<StoreLock> {
         let p = self.dir.join("lock");
         // readers need no write access to the store (flock works on a
         // read-only descriptor); the first writer creates the file
@@ -286,24 +295,36 @@ impl Store {
             File::open(&p)
         }
         .with_context(|| format!("opening {}", p.display()))?;
-        let op = if exclusive {
-            rustix::fs::FlockOperation::LockExclusive
-        } else {
-            rustix::fs::FlockOperation::LockShared
-        };
         rustix::fs::flock(&f, op).map_err(|e| anyhow!("locking {}: {e}", p.display()))?;
         Ok(StoreLock { _file: f })
     }
 
     /// Takes the shared lock: the store does not change while it is held.
+    /// When an interrupted writer left something behind and no writer is
+    /// running, cleans it up first (so the next command of any kind does).
     pub fn read_lock(&self) -> Result<StoreLock> {
+        let lock = self.lock(false)?;
+        let leftovers = fs::read_dir(self.dir.join("tmp"))
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false);
+        if !leftovers {
+            return Ok(lock);
+        }
+        drop(lock);
+        // best effort: a busy store or a reader without write access skips it
+        if let Ok(l) = self.lock_op(true, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            let _ = self.write_locked(l);
+        }
         self.lock(false)
     }
 
     /// Takes the exclusive lock, throws away what an interrupted writer left
     /// in `tmp/`, and returns a transaction staging area.
     pub(crate) fn write(&self) -> Result<WriteTxn<'_>> {
-        let lock = self.lock(true)?;
+        self.write_locked(self.lock(true)?)
+    }
+
+    fn write_locked(&self, lock: StoreLock) -> Result<WriteTxn<'_>> {
         let tmp_root = self.dir.join("tmp");
         for e in
             fs::read_dir(&tmp_root).with_context(|| format!("reading {}", tmp_root.display()))?
