@@ -400,3 +400,52 @@ fn docker_25_style_oci_archive_takes_the_containerd_name() {
         busybox_expected()
     );
 }
+
+#[test]
+fn references_resolve_by_name_digest_and_prefix() {
+    if skip_unless_root("ownership") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    let f = t.path().join("r.tar");
+    std::fs::write(&f, layer_tar(&[dir("./", 0o755), file("x", 0o644, b"x")])).unwrap();
+    let store = Store::open(&root).unwrap();
+    let img = store.import(&f, Some("team/app:1.2")).unwrap().remove(0);
+    let d = img.digest.clone();
+    for r in [
+        "team/app:1.2".to_string(),
+        "docker.io/team/app:1.2".to_string(),
+        d.to_string(),
+        d.hex().to_string(),
+        d.short().to_string(),
+        format!("team/app@{d}"),
+    ] {
+        assert_eq!(
+            store.resolve(&r).unwrap().map(|i| i.digest),
+            Some(d.clone()),
+            "{r}"
+        );
+    }
+    for r in ["team/app", "team/app:1.3", "other/app:1.2"] {
+        assert!(store.resolve(r).unwrap().is_none(), "{r}");
+    }
+    let none = format!("sha256:{}", "0".repeat(64));
+    assert!(store.resolve(&none).unwrap().is_none());
+    assert!(store
+        .resolve("sha256:abc")
+        .unwrap_err()
+        .to_string()
+        .contains("malformed digest"));
+    // a second name for the same image; rm of one name keeps the other
+    store.import(&f, Some("team/app:latest")).unwrap();
+    let both = store.image("team/app").unwrap();
+    assert_eq!(both.digest, d);
+    assert_eq!(both.names.len(), 2);
+    store.remove("team/app:1.2", false).unwrap();
+    assert_eq!(
+        store.image(d.as_str()).unwrap().names,
+        ["docker.io/team/app:latest"]
+    );
+    assert!(store.resolve("team/app:1.2").unwrap().is_none());
+}

@@ -221,9 +221,9 @@ fn is_index(mt: &str) -> bool {
     mt == MT_OCI_INDEX || mt == MT_DOCKER_LIST
 }
 
-/// RFC 3339 UTC timestamp of now.
-pub(crate) fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
+/// RFC 3339 UTC timestamp of a time.
+pub(crate) fn rfc3339(t: std::time::SystemTime) -> String {
+    let secs = t
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
@@ -525,7 +525,8 @@ fn import_rootfs(txn: &WriteTxn, path: &Path, name: Option<&Reference>) -> Resul
         .put_layer(&mut f, None, None, None)
         .with_context(|| format!("importing {} as a rootfs", path.display()))?;
     let host = host_platform();
-    let created = now_rfc3339();
+    // the tarball's mtime: importing the same file again gives the same image
+    let created = rfc3339(f.metadata()?.modified()?);
     let config = serde_json::json!({
         "created": created,
         "architecture": host.architecture,
@@ -571,7 +572,11 @@ mod tests {
 
     #[test]
     fn timestamp_shape() {
-        let t = now_rfc3339();
+        let at = |s| rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        let t = rfc3339(std::time::SystemTime::now());
         assert_eq!(t.len(), 20, "{t}");
         assert!(t.starts_with("20") && t.ends_with('Z'));
     }
