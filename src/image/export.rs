@@ -110,15 +110,12 @@ pub fn export_image<W: Write>(image: &Image, out: W) -> Result<()> {
         let m = &n.meta;
         let ft = m.file_type();
         let mut h = tar::Header::new_gnu();
-        let x = xattrs(&n.src);
+        let x: Vec<(String, Vec<u8>)> = xattrs(&n.src)
+            .into_iter()
+            .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v))
+            .collect();
         if !x.is_empty() {
-            b.append_pax_extensions(
-                x.iter()
-                    .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
-                    .collect::<Vec<_>>()
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), *v)),
-            )?;
+            b.append_pax_extensions(x.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
         }
         if ft.is_dir() {
             fill_header(&mut h, m, tar::EntryType::Directory);

@@ -774,8 +774,7 @@ impl WriteTxn<'_> {
         {
             let mut br = io::BufReader::with_capacity(1 << 20, &mut tee);
             let head = io::BufRead::fill_buf(&mut br).context("reading layer")?;
-            let compression_seen = Compression::sniff(head);
-            compression = compression_seen;
+            compression = Compression::sniff(head);
             let dec = unpack::decompress(br)?;
             let mut diff = HashingReader::new(dec, None::<io::Sink>);
             if have_layer {
