@@ -482,14 +482,24 @@ fn credentials_come_from_the_auth_file() {
 
 /// A minimal registry that wants a bearer token from its token service,
 /// which wants basic credentials: the flow big registries use.
-fn fake_token_registry(img: &TestImage, log: std::sync::Arc<std::sync::Mutex<Vec<String>>>) -> u16 {
+/// With `corrupt`, layer blobs are served with one byte changed.
+fn fake_token_registry(
+    img: &TestImage,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    corrupt: bool,
+) -> u16 {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let mut blobs = std::collections::HashMap::new();
     blobs.insert(img.config_digest().to_string(), img.config.clone());
     for l in &img.layers {
-        blobs.insert(l.digest.to_string(), l.blob.clone());
+        let mut b = l.blob.clone();
+        if corrupt {
+            let last = b.len() - 1;
+            b[last] ^= 0xff;
+        }
+        blobs.insert(l.digest.to_string(), b);
     }
     let manifest = img.manifest.clone();
     std::thread::spawn(move || {
@@ -591,7 +601,7 @@ fn bearer_token_flow_with_basic_credentials() {
         busybox_config(),
     );
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let port = fake_token_registry(&img, log.clone());
+    let port = fake_token_registry(&img, log.clone(), false);
     let reference = format!("127.0.0.1:{port}/test/tok:1");
     let root = t.path().join("root");
     // without credentials: the token service refuses, and the error says so
@@ -644,4 +654,40 @@ fn bearer_token_flow_with_basic_credentials() {
     );
     let l = export_listing(&root, &reference);
     assert!(l.iter().any(|x| x.starts_with("f file 644")), "{l:?}");
+}
+
+#[test]
+fn a_corrupt_blob_from_the_registry_fails_the_pull_and_changes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let img = TestImage::new(
+        vec![layer(
+            &[dir("./", 0o755), file("f", 0o644, b"data")],
+            Compression::None,
+        )],
+        busybox_config(),
+    );
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let port = fake_token_registry(&img, log, true);
+    let root = t.path().join("root");
+    let auth = t.path().join("auth.json");
+    std::fs::write(
+        &auth,
+        format!(r#"{{"auths":{{"127.0.0.1:{port}":{{"auth":"dGVzdGVyOnMzY3JldA=="}}}}}}"#),
+    )
+    .unwrap();
+    run_ok(podc(&root).args(["image", "ls"]));
+    let before = store_state(&root);
+    let o = run_err(
+        podc(&root)
+            .args(["image", "pull", "--insecure", "--authfile"])
+            .arg(&auth)
+            .arg(format!("127.0.0.1:{port}/test/tok:1")),
+    );
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("does not match its digest") || e.contains("diffID mismatch"),
+        "{e}"
+    );
+    run_ok(podc(&root).args(["image", "ls"])); // cleans any staging left
+    assert_eq!(store_state(&root), before);
 }
