@@ -1,12 +1,12 @@
 //! Crash safety (kill -9 of a real import at many moments) and concurrent
 //! writers.
 
-mod support;
+mod image_support;
 
+use image_support::*;
 use podc::image::unpack::Compression;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use support::*;
 
 fn big_image() -> (TestImage, Vec<String>) {
     let a = noise(48 << 20, 1);

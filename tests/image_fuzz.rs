@@ -1,11 +1,11 @@
 //! Mangled layers and archives: an error or success, never a panic, and
 //! never a write outside the layer directory.
 
-mod support;
+mod image_support;
 
+use image_support::*;
 use podc::image::unpack::{decompress, unpack_layer};
 use proptest::prelude::*;
-use support::*;
 
 fn sample_layer() -> Vec<u8> {
     layer_tar(&[

@@ -1,10 +1,10 @@
 //! Import every format, export, and compare the tree exactly.
 
-mod support;
+mod image_support;
 
+use image_support::*;
 use podc::image::unpack::Compression;
 use podc::image::{resolve_process, ContainerOverrides, Store};
-use support::*;
 
 #[test]
 fn oci_layout_dir_exports_the_exact_tree() {

@@ -1,10 +1,10 @@
 //! Layers that try to write outside their directory are rejected, and
 //! nothing appears outside the store.
 
-mod support;
+mod image_support;
 
+use image_support::*;
 use podc::image::unpack::Compression;
-use support::*;
 
 struct Case {
     name: &'static str,

@@ -1,10 +1,10 @@
 //! Import streams: peak memory does not grow with the layer size.
 
-mod support;
+mod image_support;
 
+use image_support::*;
 use std::io::Read;
 use std::process::Command;
-use support::*;
 
 /// Peak RSS in kB of `podc image import FILE --name NAME`, via /usr/bin/time.
 fn import_peak_rss(root: &std::path::Path, file: &std::path::Path, name: &str) -> Option<u64> {

@@ -1,11 +1,11 @@
 //! Two containers of one image get their own writable layer over the
 //! image's shared read-only layers (real overlayfs mounts, as root).
 
-mod support;
+mod image_support;
 
+use image_support::*;
 use podc::image::{ContainerRootfs, Store};
 use std::path::Path;
-use support::*;
 
 struct Unmount<'a>(&'a ContainerRootfs);
 impl Drop for Unmount<'_> {

@@ -1,15 +1,15 @@
 //! Pull from a real OCI registry (Debian's docker-registry on 127.0.0.1),
 //! pushed to with skopeo.
 
-mod support;
+mod image_support;
 
+use image_support::*;
 use podc::image::unpack::Compression;
 use podc::image::{ImageError, PullOptions, PullPolicy, Store};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
 
 const REGISTRY: &str = "/usr/bin/docker-registry";
 
