@@ -14,6 +14,9 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "podc", version, about)]
 struct Cli {
+    /// State directory (image store, pod state).
+    #[arg(long, global = true, env = "PODC_ROOT", default_value = "/var/lib/podc")]
+    root: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -26,6 +29,9 @@ enum Command {
     Validate(ValidateArgs),
     /// Print the JSON schema podc validates manifests against.
     Schema,
+    /// Manage images: import, pull, ls, inspect, export, rm, prune.
+    #[command(subcommand)]
+    Image(podc::image::cli::ImageCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -96,6 +102,13 @@ fn main() -> ExitCode {
         }
         Command::Validate(a) => validate(a),
         Command::Build(a) => build(a),
+        Command::Image(cmd) => match podc::image::cli::run(cmd, &cli.root) {
+            Ok(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+            Err(e) => {
+                eprintln!("podc: {e:#}");
+                ExitCode::from(EXIT_INVALID)
+            }
+        },
     }
 }
 
