@@ -82,7 +82,7 @@ fn mangled_archives_fail_cleanly_through_the_cli() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!err.contains("panicked"), "round {round}: {err}");
         if !o.status.success() {
-            assert!(err.starts_with("error: "), "round {round}: {err}");
+            assert!(err.starts_with("podc: "), "round {round}: {err}");
         }
         run_ok(podc(&root).args(["image", "check"]));
     }

@@ -306,7 +306,7 @@ fn bad_input_gets_clear_errors() {
             .args(["--name", "j:1"]),
     );
     let e = String::from_utf8_lossy(&o.stderr);
-    assert!(e.starts_with("error: "), "{e}");
+    assert!(e.starts_with("podc: "), "{e}");
     let o = run_err(
         podc(&root)
             .args(["image", "import"])
