@@ -4,6 +4,7 @@
 pub mod diagnostic;
 pub mod escape;
 pub mod expand;
+pub mod image;
 pub mod infra;
 pub mod join;
 pub mod load;
@@ -17,4 +18,3 @@ pub mod render;
 pub mod schema;
 pub mod systemd;
 pub mod validate;
-pub mod image;

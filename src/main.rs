@@ -15,7 +15,12 @@ use std::process::ExitCode;
 #[command(name = "podc", version, about)]
 struct Cli {
     /// State directory (image store, pod state).
-    #[arg(long, global = true, env = "PODC_ROOT", default_value = "/var/lib/podc")]
+    #[arg(
+        long,
+        global = true,
+        env = "PODC_ROOT",
+        default_value = "/var/lib/podc"
+    )]
     root: PathBuf,
     #[command(subcommand)]
     command: Command,
