@@ -77,8 +77,9 @@ pub struct ImageConfig {
     pub digest: Option<String>,
 }
 
-/// Looks up image configs (the image store implements this).
-pub trait Images {
+/// Looks up image configs (the image store implements this). Shared by
+/// the threads that plan pods in parallel.
+pub trait Images: Sync {
     fn config(&self, image: &str) -> Option<ImageConfig>;
 }
 
