@@ -106,7 +106,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Validate(a) => validate(a),
-        Command::Build(a) => build(a),
+        Command::Build(a) => build(a, &cli.root),
         Command::Image(cmd) => match podc::image::cli::run(cmd, &cli.root) {
             Ok(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
             Err(e) => {
@@ -255,7 +255,7 @@ fn make_target(a: &TargetArgs) -> Result<Target, String> {
     Ok(t)
 }
 
-fn build(a: BuildArgs) -> ExitCode {
+fn build(a: BuildArgs, root: &Path) -> ExitCode {
     let (sources, undecodable) = match read_inputs(&a.inputs) {
         Ok(s) => s,
         Err(e) => return usage(&e),
@@ -268,7 +268,18 @@ fn build(a: BuildArgs) -> ExitCode {
         Ok(t) => t,
         Err(e) => return usage(&e),
     };
-    match pipeline::compile(&sources, &target, &NoImages, &templates) {
+    // Image configs come from the local store when there is one; building
+    // never creates a store or pulls (that is `podc apply`'s job).
+    let store = root
+        .join("images/index.json")
+        .exists()
+        .then(|| podc::image::Store::open(root).ok())
+        .flatten();
+    let images: &dyn podc::plan::Images = match &store {
+        Some(s) => s,
+        None => &NoImages,
+    };
+    match pipeline::compile(&sources, &target, images, &templates) {
         Err(mut diags) => {
             diags.extend(undecodable);
             print_diags(&diags, &sources, a.format);

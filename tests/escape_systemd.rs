@@ -67,7 +67,11 @@ fn argv_and_environment_survive_systemd_byte_for_byte() -> Result<(), Box<dyn st
     sd.write_unit("escape.service", &unit)?;
     sd.reload();
     let out = sd.sh("systemctl start escape.service");
-    assert!(out.status.success(), "{unit}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{unit}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let got = std::fs::read(sd.path("/run/podc-argv"))?;
     let want: Vec<u8> = NASTY
