@@ -89,7 +89,7 @@ fn argv_and_environment_survive_systemd_byte_for_byte() -> Result<(), Box<dyn st
     for (k, v) in &envs {
         let entry = format!("{k}={v}");
         assert!(
-            vars.iter().any(|e| *e == entry.as_bytes()),
+            vars.contains(&entry.as_bytes()),
             "{entry:?} missing from the environment; unit was:\n{unit}"
         );
     }
