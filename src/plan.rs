@@ -588,6 +588,24 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
     for vol in &spec.volumes {
         plan_volume_files(vol, v, &ns, &mut files);
     }
+    if !spec.volumes.is_empty() {
+        // What `podc volumes setup` (the infra unit's ExecStartPre=) must
+        // prepare before any container starts. Names and modes only: the
+        // data itself is in the data files beside it.
+        let specs: Vec<VolumeSpec> = spec
+            .volumes
+            .iter()
+            .map(|vol| volume_spec(vol, &pc, &files))
+            .collect();
+        let json =
+            serde_json::to_vec_pretty(&serde_json::json!({ "volumes": specs })).unwrap_or_default();
+        files.push(DataFile {
+            path: "volumes.json".into(),
+            mode: 0o644,
+            secret: false,
+            content: json,
+        });
+    }
 
     units.push(UnitPlan {
         name: pc.target.clone(),
@@ -1249,6 +1267,85 @@ fn volume_host_path(vol: &Volume, pc: &PodCtx) -> String {
 
 /// File name → content.
 type Files = BTreeMap<String, Vec<u8>>;
+
+/// One volume as `podc volumes setup` prepares it (`volumes.json`).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSpec {
+    pub name: String,
+    /// Where the volume lives on the host (what containers bind).
+    pub location: String,
+    /// `emptyDir` (a directory, or with `tmpfs` a tmpfs), `hostPath`,
+    /// `configMap` or `secret`.
+    pub kind: &'static str,
+    /// emptyDir `medium: Memory`, and every configMap/secret volume.
+    pub tmpfs: bool,
+    /// emptyDir `sizeLimit` in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_limit: Option<u64>,
+    /// hostPath `type` (`""` when unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_path_type: Option<&'static str>,
+    /// configMap/secret: files to copy from `data/<source>` with their modes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<VolumeFile>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct VolumeFile {
+    /// Relative to `data/` in the pod's state directory.
+    pub source: String,
+    /// Relative to the volume.
+    pub path: String,
+    pub mode: u32,
+}
+
+fn volume_spec(vol: &Volume, pc: &PodCtx, files: &[DataFile]) -> VolumeSpec {
+    let mut spec = VolumeSpec {
+        name: vol.name.clone(),
+        location: volume_host_path(vol, pc),
+        kind: "emptyDir",
+        tmpfs: false,
+        size_limit: None,
+        host_path_type: None,
+        files: Vec::new(),
+    };
+    if let Some(ed) = &vol.empty_dir {
+        spec.tmpfs = ed.medium == Some(StorageMedium::Memory);
+        spec.size_limit = quantity_of(&ed.size_limit, true);
+    } else if let Some(hp) = &vol.host_path {
+        spec.kind = "hostPath";
+        spec.host_path_type = Some(match hp.type_.unwrap_or(HostPathType::Unset) {
+            HostPathType::Unset => "",
+            HostPathType::DirectoryOrCreate => "DirectoryOrCreate",
+            HostPathType::Directory => "Directory",
+            HostPathType::FileOrCreate => "FileOrCreate",
+            HostPathType::File => "File",
+            HostPathType::Socket => "Socket",
+            HostPathType::CharDevice => "CharDevice",
+            HostPathType::BlockDevice => "BlockDevice",
+        });
+    } else {
+        spec.kind = if vol.secret.is_some() {
+            "secret"
+        } else {
+            "configMap"
+        };
+        spec.tmpfs = true;
+        let prefix = format!("volumes/{}/", vol.name);
+        spec.files = files
+            .iter()
+            .filter_map(|f| {
+                f.path.strip_prefix(&prefix).map(|rel| VolumeFile {
+                    source: f.path.clone(),
+                    path: rel.to_string(),
+                    mode: f.mode,
+                })
+            })
+            .collect();
+    }
+    spec
+}
 
 /// ConfigMap and Secret volume content, as files under `data/volumes/`.
 fn plan_volume_files(vol: &Volume, v: &Validated, ns: &str, files: &mut Vec<DataFile>) {
