@@ -1031,16 +1031,23 @@ fn container_ctx(
                 ),
             };
         }
-        if let Some(g) = &h.http_get {
-            helper.push("http-get".into());
+        // Probing actions enter the pod's network namespace (none with
+        // hostNetwork) and target the pod's address by default.
+        let mut probe = |action: &str, host: &Option<String>, port: &IntOrString| {
+            helper.push(action.into());
             if let Some(n) = &netns {
                 helper.extend(["--netns".into(), n.clone()]);
             }
             helper.extend([
                 "--host".into(),
-                g.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
+                host.clone().unwrap_or_else(|| "127.0.0.1".into()),
                 "--port".into(),
-                pod_port(&g.port),
+                pod_port(port),
+            ]);
+        };
+        if let Some(g) = &h.http_get {
+            probe("http-get", &g.host, &g.port);
+            helper.extend([
                 "--path".into(),
                 g.path.clone().unwrap_or_else(|| "/".into()),
             ]);
@@ -1051,16 +1058,7 @@ fn container_ctx(
                 helper.extend(["--header".into(), format!("{}: {}", hd.name, hd.value)]);
             }
         } else if let Some(s) = &h.tcp_socket {
-            helper.push("tcp-socket".into());
-            if let Some(n) = &netns {
-                helper.extend(["--netns".into(), n.clone()]);
-            }
-            helper.extend([
-                "--host".into(),
-                s.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
-                "--port".into(),
-                pod_port(&s.port),
-            ]);
+            probe("tcp-socket", &s.host, &s.port);
         } else if let Some(s) = &h.sleep {
             helper.extend(["sleep".into(), s.seconds.to_string()]);
         }
