@@ -272,8 +272,11 @@ struct ContainerCtx {
     cpu_quota_percent: Option<u64>,
     cpu_weight: Option<u64>,
     exec_start: Vec<String>,
-    /// Mounts the container's root filesystem (overlay over the image).
+    /// Mounts the container's root filesystem (overlay over the image);
+    /// run by the infra unit, not rendered here.
+    #[serde(skip)]
     rootfs_mount: Vec<String>,
+    #[serde(skip)]
     rootfs_umount: Vec<String>,
     post_start: Option<HookCmd>,
     pre_stop: Option<HookCmd>,
@@ -420,11 +423,6 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
 
     // Pod-level totals on the slice: only when every container has a limit,
     // as Kubernetes does for the pod cgroup.
-    let all: Vec<&Container> = spec
-        .init_containers
-        .iter()
-        .chain(&spec.containers)
-        .collect();
     let total = |mem: bool| -> Option<u64> {
         let mut sum: u64 = 0;
         for c in spec.containers.iter().chain(
@@ -499,24 +497,18 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
         setup.push(volumes("setup"));
         teardown.push(volumes("teardown"));
     }
-    units.push(UnitPlan {
-        name: pc.infra.clone(),
-        template: "infra.service",
-        ctx: to_json(&InfraCtx {
-            pod: pc.clone(),
-            argv,
-            setup,
-            teardown,
-            grace,
-        }),
-    });
+    // The infra unit is rendered once the containers are planned: it also
+    // mounts their root filesystems (it has no RootDirectory=, which on
+    // systemd 252 applies even to `+` commands of the container units).
+    let infra_at = units.len();
 
     // Containers, in Kubernetes' start order: init containers (and
     // sidecars) one by one, then app containers one by one.
     let mut prev: Vec<String> = vec![pc.infra.clone()];
     let mut last_init: Option<String> = None;
     let mut started_after = pc.infra.clone();
-    let _ = &all;
+    let mut rootfs_setup = Vec::new();
+    let mut rootfs_teardown = Vec::new();
     for (i, c) in spec.init_containers.iter().enumerate() {
         let unit = container_unit_name(&id, &c.name);
         let role = if c.restart_policy.is_some() {
@@ -545,6 +537,8 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
             &mut errors,
             &format!("/spec/initContainers/{i}"),
         );
+        rootfs_setup.push(ctx.rootfs_mount.clone());
+        rootfs_teardown.push(ctx.rootfs_umount.clone());
         units.push(UnitPlan {
             name: unit.clone(),
             template: "container.service",
@@ -576,6 +570,8 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
             &mut errors,
             &format!("/spec/containers/{i}"),
         );
+        rootfs_setup.push(ctx.rootfs_mount.clone());
+        rootfs_teardown.push(ctx.rootfs_umount.clone());
         units.push(UnitPlan {
             name: unit.clone(),
             template: "container.service",
@@ -606,6 +602,21 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
             content: json,
         });
     }
+
+    units.insert(
+        infra_at,
+        UnitPlan {
+            name: pc.infra.clone(),
+            template: "infra.service",
+            ctx: to_json(&InfraCtx {
+                pod: pc.clone(),
+                argv,
+                setup: [setup, rootfs_setup].concat(),
+                teardown: [rootfs_teardown, teardown].concat(),
+                grace,
+            }),
+        },
+    );
 
     units.push(UnitPlan {
         name: pc.target.clone(),
