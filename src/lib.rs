@@ -18,3 +18,4 @@ pub mod render;
 pub mod schema;
 pub mod systemd;
 pub mod validate;
+pub mod volumes;

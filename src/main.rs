@@ -37,6 +37,29 @@ enum Command {
     /// Manage images: import, pull, ls, inspect, export, rm, prune.
     #[command(subcommand)]
     Image(podc::image::cli::ImageCommand),
+    /// Prepare or undo a pod's volumes (run by the pod's infra unit).
+    #[command(subcommand, hide = true)]
+    Volumes(VolumesCommand),
+}
+
+#[derive(Subcommand)]
+enum VolumesCommand {
+    /// Create emptyDirs, mount tmpfs volumes, fill ConfigMap/Secret volumes,
+    /// check hostPath types (infra unit ExecStartPre=).
+    Setup(VolumesArgs),
+    /// Unmount the pod's tmpfs volumes and remove its run dir (infra unit
+    /// ExecStopPost=).
+    Teardown(VolumesArgs),
+}
+
+#[derive(clap::Args)]
+struct VolumesArgs {
+    /// The pod's state directory (`data/volumes.json` inside).
+    #[arg(long, value_name = "DIR")]
+    state_dir: PathBuf,
+    /// The pod's volume run directory (tmpfs volumes live below it).
+    #[arg(long, value_name = "DIR")]
+    run_dir: PathBuf,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -114,6 +137,26 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_INVALID)
             }
         },
+        Command::Volumes(cmd) => {
+            let (what, r) = match cmd {
+                VolumesCommand::Setup(a) => {
+                    ("setup", podc::volumes::setup(&a.state_dir, &a.run_dir))
+                }
+                VolumesCommand::Teardown(a) => (
+                    "teardown",
+                    podc::volumes::teardown(&a.state_dir, &a.run_dir),
+                ),
+            };
+            match r {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    for line in format!("{e:#}").lines() {
+                        eprintln!("podc volumes {what}: {line}");
+                    }
+                    ExitCode::from(EXIT_INVALID)
+                }
+            }
+        }
     }
 }
 
