@@ -545,3 +545,106 @@ fn data_volume_writes_and_reads_never_leave_their_directories() -> Result {
     ));
     Ok(())
 }
+
+/// `podc build` output as it is: the rendered infra unit runs setup and
+/// teardown, a busybox container gets the rendered volume binds.
+#[test]
+fn built_pod_volumes_through_the_rendered_infra_unit() -> Result {
+    let Some(sd) = boot()? else { return Ok(()) };
+    let pause = support::helper::static_podc_pause();
+    sd.copy_in(&pause, "/run/podc-test/podc-pause")?;
+    let build = tempfile::tempdir()?;
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_podc"))
+        .args(["build", "-o"])
+        .arg(build.path())
+        .args([
+            "--systemd-version",
+            "252",
+            "--libexec-dir",
+            "/run/podc-test",
+        ])
+        .arg(format!("{examples}/config-and-secret.yaml"))
+        .arg(format!("{examples}/web-sidecar.yaml"))
+        .output()?;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let units = build.path().join("units");
+    for pod in ["default_app", "default_web"] {
+        // Install the pod's data as apply does (modes kept).
+        let dest = sd.path(format!("/var/lib/podc/pods/{pod}"));
+        std::fs::create_dir_all(&dest)?;
+        let cp = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(build.path().join(format!("pods/{pod}/data")))
+            .arg(&dest)
+            .status()?;
+        assert!(cp.success());
+        let infra = format!("podc_{pod}.service");
+        sd.write_unit(&infra, &std::fs::read_to_string(units.join(&infra))?)?;
+    }
+    // The rendered container units' volume binds, in a busybox root.
+    let binds = |unit: &str| -> Result<String> {
+        Ok(std::fs::read_to_string(units.join(unit))?
+            .lines()
+            .filter(|l| {
+                (l.starts_with("BindPaths=") || l.starts_with("BindReadOnlyPaths="))
+                    && (l.contains("/volumes/"))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect())
+    };
+    sd.sh_ok("mkdir -p /run/vt-out && chmod 1777 /run/vt-out");
+    for (name, unit, infra, script) in [
+        (
+            "app",
+            "podc_default_app_app.service",
+            "podc_default_app.service",
+            "cat /etc/app/conf/app.conf > /out/conf; \
+             stat -c \"%n %a\" /etc/app/conf/app.conf /run/secrets/db/password /run/secrets/db/username > /out/modes; \
+             (echo x > /etc/app/x) 2> /out/ro; true",
+        ),
+        (
+            "httpd",
+            "podc_default_web_httpd.service",
+            "podc_default_web.service",
+            "cat /www/index.html > /out/index; echo line > /logs/access.log",
+        ),
+        (
+            "tail",
+            "podc_default_web_log-tail.service",
+            "podc_default_web.service",
+            "cat /logs/access.log > /out/tail",
+        ),
+    ] {
+        sd.busybox_rootfs(&format!("/var/lib/podc/rootfs/{name}"));
+        sd.write_unit(
+            &format!("t-{name}.service"),
+            &format!(
+                "[Unit]\nBindsTo={infra}\nAfter={infra}\n[Service]\nType=oneshot\nRemainAfterExit=yes\n\
+                 RootDirectory=/var/lib/podc/rootfs/{name}\nMountAPIVFS=yes\n{}\
+                 BindPaths=/run/vt-out:/out\nExecStart=/bin/sh -c '{}'\n",
+                binds(unit)?,
+                script.replace('%', "%%")
+            ),
+        )?;
+    }
+    sd.reload();
+    sd.sh_ok("systemctl start t-app t-httpd && systemctl start t-tail");
+    assert_eq!(out(&sd, "conf"), "listen = 8080\nworkers = 4\n");
+    assert_eq!(
+        out(&sd, "modes"),
+        "/etc/app/conf/app.conf 644\n/run/secrets/db/password 400\n/run/secrets/db/username 400\n"
+    );
+    assert!(out(&sd, "ro").contains("Read-only file system"));
+    assert_eq!(out(&sd, "index"), "<h1>hello from podc</h1>\n");
+    assert_eq!(out(&sd, "tail"), "line\n");
+    sd.sh_ok("test \"$(cat /run/podc/volumes/default_app/creds/password)\" = s3cr3t-passw0rd");
+
+    sd.sh_ok("systemctl stop podc_default_app.service podc_default_web.service");
+    assert_eq!(mounts_under(&sd, "/run/podc"), Vec::<String>::new());
+    sd.sh_ok(
+        "test ! -e /run/podc/volumes/default_app && test ! -e /run/podc/volumes/default_web \
+         && test -f /var/lib/podc/pods/default_web/volumes/logs/access.log",
+    );
+    Ok(())
+}
