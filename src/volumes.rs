@@ -56,6 +56,21 @@ pub struct Volume {
     pub host_path_type: Option<String>,
     #[serde(default)]
     pub files: Vec<VolumeFile>,
+    /// volumeMounts' `subPath`s of this volume, each resolved safely and
+    /// bind-mounted at `pin` (`<run-dir>/.subpath/<single component>`),
+    /// which the container binds instead of `location/subPath`.
+    #[serde(default)]
+    pub sub_paths: Vec<SubPath>,
+}
+
+/// One `subPath` to pin.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SubPath {
+    /// Relative to the volume.
+    pub path: String,
+    /// Where setup bind-mounts it.
+    pub pin: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -84,6 +99,9 @@ const DATA_DIR_MODE: u32 = 0o755;
 const EMPTY_DIR_MODE: u32 = 0o777;
 /// `<run-dir>` (and `<state-dir>/volumes`): root only.
 const PRIVATE_DIR_MODE: u32 = 0o700;
+/// `<run-dir>/.subpath/`: pinned subPaths (a volume name cannot start
+/// with a dot, so it never clashes with one).
+pub const SUBPATH_DIR: &str = ".subpath";
 
 /// Split a relative path into its components, refusing anything that could
 /// leave the directory it is relative to: absolute paths, `..`, `.`, empty
@@ -134,6 +152,7 @@ fn check_absolute(what: &str, p: &Path) -> Result<()> {
 pub fn check_spec(spec: &Spec, state_dir: &Path, run_dir: &Path) -> Vec<String> {
     let mut errors = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
+    let mut pins = std::collections::BTreeSet::new();
     for v in &spec.volumes {
         let mut err = |e: String| errors.push(format!("volume {:?}: {e}", v.name));
         if let Err(e) = check_component("name", &v.name) {
@@ -169,6 +188,27 @@ pub fn check_spec(spec: &Spec, state_dir: &Path, run_dir: &Path) -> Vec<String> 
         }
         if !matches!(v.kind, Kind::ConfigMap | Kind::Secret) && !v.files.is_empty() {
             err("only configMap/secret volumes have files".into());
+        }
+        for sp in &v.sub_paths {
+            if let Err(e) = relative_components(&sp.path) {
+                err(format!("subPath {e}"));
+            }
+            let pin_ok = sp.pin.parent() == Some(run_dir.join(SUBPATH_DIR).as_path())
+                && sp
+                    .pin
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| check_component("pin", n).is_ok());
+            if !pin_ok {
+                err(format!(
+                    "subPath pin {} is not directly under {}",
+                    sp.pin.display(),
+                    run_dir.join(SUBPATH_DIR).display()
+                ));
+            }
+            if !pins.insert(&sp.pin) {
+                err(format!("subPath pin {} used twice", sp.pin.display()));
+            }
         }
         let mut paths = std::collections::BTreeSet::new();
         for f in &v.files {
@@ -502,13 +542,17 @@ fn setup_checked(
     }
 
     let on_tmpfs: Vec<&Volume> = spec.volumes.iter().filter(|v| v.tmpfs).collect();
-    if on_tmpfs.is_empty() {
-        return Ok(());
+    if !on_tmpfs.is_empty() {
+        tmpfs_volumes(&on_tmpfs, state_dir, run_dir)?;
     }
+    pin_sub_paths(spec, run_dir)
+}
+
+fn tmpfs_volumes(on_tmpfs: &[&Volume], state_dir: &Path, run_dir: &Path) -> Result<()> {
     private_dir(run_dir)?;
     let data = open_dir(CWD, &state_dir.join("data"), ResolveFlags::empty())
         .with_context(|| format!("opening {}/data", state_dir.display()))?;
-    for v in on_tmpfs {
+    for &v in on_tmpfs {
         let ctx = || format!("volume {:?}", v.name);
         match fs::symlink_metadata(&v.location) {
             Ok(m) if m.is_dir() => {}
@@ -528,6 +572,127 @@ fn setup_checked(
         }
     }
     Ok(())
+}
+
+/// Pin every subPath: resolve it beneath its volume without following any
+/// symlink (creating a missing one as a directory with the volume root's
+/// mode, as kubelet does), and bind-mount the opened file descriptor at its
+/// pin. The container binds the pin, so a symlink planted in the volume
+/// later changes nothing: the mount holds the inode resolved here.
+fn pin_sub_paths(spec: &Spec, run_dir: &Path) -> Result<()> {
+    let all: Vec<(&Volume, &SubPath)> = spec
+        .volumes
+        .iter()
+        .flat_map(|v| v.sub_paths.iter().map(move |sp| (v, sp)))
+        .collect();
+    if all.is_empty() {
+        return Ok(());
+    }
+    private_dir(run_dir)?;
+    private_dir(&run_dir.join(SUBPATH_DIR))?;
+    for (v, sp) in all {
+        pin_sub_path(v, sp)
+            .with_context(|| format!("volume {:?}: subPath {:?}", v.name, sp.path))?;
+    }
+    Ok(())
+}
+
+fn pin_sub_path(v: &Volume, sp: &SubPath) -> Result<()> {
+    let root = open_dir(CWD, &v.location, ResolveFlags::empty())?;
+    let root_mode = rustix::fs::fstat(&root)?.st_mode & 0o7777;
+    let parts = relative_components(&sp.path)?;
+    let mut dir: Option<OwnedFd> = None;
+    let mut target: Option<OwnedFd> = None;
+    for (i, part) in parts.iter().enumerate() {
+        let at = dir.as_ref().unwrap_or(&root);
+        let last = i + 1 == parts.len();
+        let open = |at: &OwnedFd| {
+            rustix::fs::openat2(
+                at,
+                *part,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+                BENEATH,
+            )
+        };
+        let fd = match open(at) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => {
+                match rustix::fs::mkdirat(at, *part, Mode::from_raw_mode(root_mode)) {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(e).with_context(|| format!("creating {part}")),
+                }
+                let fd = open(at).with_context(|| format!("opening {part}"))?;
+                rustix::fs::chmod(
+                    format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)),
+                    Mode::from_raw_mode(root_mode),
+                )?;
+                fd
+            }
+            Err(rustix::io::Errno::LOOP) => bail!("{part} is a symlink"),
+            Err(e) => return Err(e).with_context(|| format!("opening {part}")),
+        };
+        let ft = rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode);
+        // O_PATH|O_NOFOLLOW opens a symlink itself instead of failing.
+        if ft == rustix::fs::FileType::Symlink {
+            bail!("{part} is a symlink");
+        }
+        if last {
+            if !matches!(
+                ft,
+                rustix::fs::FileType::Directory | rustix::fs::FileType::RegularFile
+            ) {
+                bail!("not a directory or a regular file");
+            }
+            target = Some(fd);
+        } else {
+            if ft != rustix::fs::FileType::Directory {
+                bail!("{part} is not a directory");
+            }
+            dir = Some(fd);
+        }
+    }
+    let target = target.expect("at least one component");
+    let is_dir = rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&target)?.st_mode)
+        == rustix::fs::FileType::Directory;
+
+    // The mount point: replace whatever an earlier run left.
+    detach_all_if_exists(&sp.pin)?;
+    match fs::symlink_metadata(&sp.pin) {
+        Ok(m) if m.is_dir() == is_dir && !m.file_type().is_symlink() => {}
+        Ok(m) if m.is_dir() => fs::remove_dir(&sp.pin)?,
+        Ok(_) => fs::remove_file(&sp.pin)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    if !sp.pin.exists() {
+        if is_dir {
+            fs::DirBuilder::new().mode(0o700).create(&sp.pin)?;
+        } else {
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&sp.pin)?;
+        }
+    }
+    let src = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&target));
+    mount(
+        Some(src.as_str()),
+        &sp.pin,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .with_context(|| format!("bind-mounting it on {}", sp.pin.display()))?;
+    Ok(())
+}
+
+fn detach_all_if_exists(p: &Path) -> Result<()> {
+    match fs::symlink_metadata(p) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        _ => detach_all(p),
+    }
 }
 
 /// A root-only directory (created if missing, never a symlink).
@@ -931,6 +1096,30 @@ mod tests {
         ] {
             assert!(all.contains(want), "missing {want:?} in:\n{all}");
         }
+    }
+
+    #[test]
+    fn sub_path_pins_stay_in_the_run_dir() {
+        let s = spec(
+            r#"{"volumes":[
+            {"name":"c","location":"/s/volumes/c","kind":"emptyDir","tmpfs":false,
+             "subPaths":[{"path":"a/b","pin":"/r/.subpath/0"},
+                         {"path":"../x","pin":"/r/.subpath/1"},
+                         {"path":"a","pin":"/r/.subpath/../../etc"},
+                         {"path":"a","pin":"/elsewhere/2"},
+                         {"path":"a","pin":"/r/.subpath/0"}]}
+            ]}"#,
+        );
+        let errs = check_spec(&s, Path::new("/s"), Path::new("/r")).join("\n");
+        for want in [
+            "subPath \"../x\": must not contain \"..\"",
+            "subPath pin /r/.subpath/../../etc is not directly under /r/.subpath",
+            "subPath pin /elsewhere/2 is not directly under /r/.subpath",
+            "subPath pin /r/.subpath/0 used twice",
+        ] {
+            assert!(errs.contains(want), "missing {want:?} in:\n{errs}");
+        }
+        assert_eq!(errs.lines().count(), 4, "{errs}");
     }
 
     #[test]

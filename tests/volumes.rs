@@ -648,3 +648,75 @@ fn built_pod_volumes_through_the_rendered_infra_unit() -> Result {
     );
     Ok(())
 }
+
+/// subPaths are resolved by setup (no symlink followed) and pinned by a
+/// bind mount; the container binds the pin. A symlink planted in the volume
+/// afterwards, or before the next setup, never reaches outside it.
+#[test]
+fn sub_paths_are_pinned_and_never_follow_planted_symlinks() -> Result {
+    let Some(sd) = boot()? else { return Ok(()) };
+    let json = r#"{"volumes":[
+ {"name":"cache","location":"/var/lib/podc/pods/sp/volumes/cache","kind":"emptyDir","tmpfs":false,
+  "subPaths":[{"path":"logs/app","pin":"/run/podc/volumes/sp/.subpath/0"}]},
+ {"name":"cfg","location":"/run/podc/volumes/sp/cfg","kind":"configMap","tmpfs":true,
+  "files":[{"source":"volumes/cfg/app.conf","path":"app.conf","mode":416}],
+  "subPaths":[{"path":"app.conf","pin":"/run/podc/volumes/sp/.subpath/1"}]}
+]}"#;
+    install(
+        &sd,
+        "sp",
+        json,
+        &[("volumes/cfg/app.conf", "conf\n", 0o644)],
+    )?;
+    sd.sh_ok(
+        "mkdir -p /run/vt-out /run/elsewhere && chmod 1777 /run/vt-out \
+         && echo host > /run/elsewhere/keep",
+    );
+    sd.busybox_rootfs("/var/lib/podc/rootfs/c");
+    sd.write_unit("sp-infra.service", &infra_unit("sp"))?;
+    sd.write_unit(
+        "sp-c.service",
+        "[Unit]\nBindsTo=sp-infra.service\nAfter=sp-infra.service\n[Service]\nType=oneshot\n\
+         RootDirectory=/var/lib/podc/rootfs/c\nMountAPIVFS=yes\n\
+         BindPaths=/run/podc/volumes/sp/.subpath/0:/data\n\
+         BindReadOnlyPaths=/run/podc/volumes/sp/.subpath/1:/etc/app.conf\n\
+         BindPaths=/run/vt-out:/out\n\
+         ExecStart=/bin/sh -c 'cat /etc/app.conf > /out/conf; stat -c %%a /etc/app.conf /data > /out/modes; \
+         ls /data > /out/ls; date >> /data/x'\n",
+    )?;
+    sd.reload();
+    sd.sh_ok("systemctl start sp-c");
+    assert_eq!(out(&sd, "conf"), "conf\n");
+    // The missing subPath was created with the volume root's mode.
+    assert_eq!(out(&sd, "modes"), "640\n777\n");
+    sd.sh_ok("test -s /var/lib/podc/pods/sp/volumes/cache/logs/app/x");
+
+    // A container swaps the subPath for a symlink while the pod runs: the
+    // next container start binds the pinned directory, not the symlink.
+    sd.sh_ok(
+        "cd /var/lib/podc/pods/sp/volumes/cache/logs && mv app app.old \
+         && ln -s /run/elsewhere app",
+    );
+    sd.sh_ok("systemctl restart sp-c");
+    assert_eq!(out(&sd, "ls"), "x\n");
+    sd.sh_ok("test ! -e /run/elsewhere/x && test $(wc -l < /var/lib/podc/pods/sp/volumes/cache/logs/app.old/x) = 2");
+
+    // On the next setup the symlink fails the pod with a reason, for the
+    // last component and for one on the way; nothing is left mounted.
+    sd.sh_ok("systemctl stop sp-c sp-infra");
+    for plant in [
+        "true",
+        "rm app && mv app.old real && ln -s real app",
+        "cd .. && rm -rf logs && ln -s /run/elsewhere logs",
+    ] {
+        sd.sh_ok(&format!(
+            "cd /var/lib/podc/pods/sp/volumes/cache/logs && {plant}"
+        ));
+        assert!(!sd.sh("systemctl start sp-c").status.success(), "{plant}");
+        let journal = journal(&sd, "sp-infra");
+        assert!(journal.contains("is a symlink"), "{plant}: {journal}");
+        assert_eq!(mounts_under(&sd, "/run/podc"), Vec::<String>::new());
+    }
+    sd.sh_ok("test \"$(ls /run/elsewhere)\" = keep");
+    Ok(())
+}
