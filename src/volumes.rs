@@ -18,6 +18,9 @@
 //!   and no read can leave the data dir, whatever the JSON says.
 //! - hostPath: Kubernetes' type checks (kubelet `checkTypeInternal`), with
 //!   its messages. Every check runs before anything is created or mounted.
+//! - subPaths (when volumes.json lists them): resolved beneath the volume
+//!   without following any symlink and bind-mounted at a pin under
+//!   `<run-dir>/.subpath/`, which the container binds instead.
 //!
 //! Setup converges: tmpfs mounts left by an earlier run are replaced (or, for
 //! a Memory emptyDir, kept and resized), directories that exist are kept.
