@@ -278,6 +278,9 @@ struct ContainerCtx {
     rootfs_mount: Vec<String>,
     #[serde(skip)]
     rootfs_umount: Vec<String>,
+    /// subPaths the volume setup must pin for this container.
+    #[serde(skip)]
+    sub_paths: Vec<SubPathPin>,
     post_start: Option<HookCmd>,
     pre_stop: Option<HookCmd>,
     stop_signal: Option<String>,
@@ -509,6 +512,7 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
     let mut started_after = pc.infra.clone();
     let mut rootfs_setup = Vec::new();
     let mut rootfs_teardown = Vec::new();
+    let mut pins: Vec<SubPathPin> = Vec::new();
     for (i, c) in spec.init_containers.iter().enumerate() {
         let unit = container_unit_name(&id, &c.name);
         let role = if c.restart_policy.is_some() {
@@ -539,6 +543,7 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
         );
         rootfs_setup.push(ctx.rootfs_mount.clone());
         rootfs_teardown.push(ctx.rootfs_umount.clone());
+        pins.extend(ctx.sub_paths.iter().cloned());
         units.push(UnitPlan {
             name: unit.clone(),
             template: "container.service",
@@ -572,6 +577,7 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
         );
         rootfs_setup.push(ctx.rootfs_mount.clone());
         rootfs_teardown.push(ctx.rootfs_umount.clone());
+        pins.extend(ctx.sub_paths.iter().cloned());
         units.push(UnitPlan {
             name: unit.clone(),
             template: "container.service",
@@ -591,7 +597,7 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
         let specs: Vec<VolumeSpec> = spec
             .volumes
             .iter()
-            .map(|vol| volume_spec(vol, &pc, &files))
+            .map(|vol| volume_spec(vol, &pc, &files, &pins))
             .collect();
         let json =
             serde_json::to_vec_pretty(&serde_json::json!({ "volumes": specs })).unwrap_or_default();
@@ -1110,13 +1116,22 @@ fn container_ctx(
         ));
         binds_ro.push((pc.run_dir.clone(), format!("{JOINER_ROOT}/pod")));
     }
-    for m in &c.volume_mounts {
+    let mut sub_paths = Vec::new();
+    for (j, m) in c.volume_mounts.iter().enumerate() {
         let Some(vol) = spec.volumes.iter().find(|v| v.name == m.name) else {
             continue;
         };
         let mut src = volume_host_path(vol, pc);
         if let Some(sp) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
-            src = format!("{src}/{sp}");
+            // Never `volume/subPath`: systemd would follow a symlink a
+            // container planted there. The volume setup resolves it without
+            // following symlinks and pins it; the container binds the pin.
+            src = format!("{}/.subpath/{}-{j}", pc.volumes_run_dir, c.name);
+            sub_paths.push(SubPathPin {
+                volume: vol.name.clone(),
+                path: sp.to_string(),
+                pin: src.clone(),
+            });
         }
         let ro = m.read_only || vol.config_map.is_some() || vol.secret.is_some();
         if ro {
@@ -1250,6 +1265,7 @@ fn container_ctx(
         exec_start,
         rootfs_mount,
         rootfs_umount,
+        sub_paths,
         post_start,
         pre_stop,
         stop_signal: img.stop_signal.clone(),
@@ -1298,6 +1314,24 @@ pub struct VolumeSpec {
     /// configMap/secret: files to copy from `data/<source>` with their modes.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<VolumeFile>,
+    /// volumeMounts' subPaths into this volume, pinned by the setup.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sub_paths: Vec<SubPath>,
+}
+
+/// A subPath resolved safely by the volume setup and bind-mounted at `pin`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SubPath {
+    pub path: String,
+    pub pin: String,
+}
+
+/// A subPath of one container's mount, before it is grouped by volume.
+#[derive(Clone, Debug)]
+struct SubPathPin {
+    volume: String,
+    path: String,
+    pin: String,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -1309,7 +1343,7 @@ pub struct VolumeFile {
     pub mode: u32,
 }
 
-fn volume_spec(vol: &Volume, pc: &PodCtx, files: &[DataFile]) -> VolumeSpec {
+fn volume_spec(vol: &Volume, pc: &PodCtx, files: &[DataFile], pins: &[SubPathPin]) -> VolumeSpec {
     let mut spec = VolumeSpec {
         name: vol.name.clone(),
         location: volume_host_path(vol, pc),
@@ -1318,6 +1352,14 @@ fn volume_spec(vol: &Volume, pc: &PodCtx, files: &[DataFile]) -> VolumeSpec {
         size_limit: None,
         host_path_type: None,
         files: Vec::new(),
+        sub_paths: pins
+            .iter()
+            .filter(|p| p.volume == vol.name)
+            .map(|p| SubPath {
+                path: p.path.clone(),
+                pin: p.pin.clone(),
+            })
+            .collect(),
     };
     if let Some(ed) = &vol.empty_dir {
         spec.tmpfs = ed.medium == Some(StorageMedium::Memory);
