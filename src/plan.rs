@@ -223,12 +223,9 @@ struct InfraCtx {
     grace: i64,
 }
 
-/// A lifecycle hook as systemd runs it.
+/// A lifecycle hook as systemd runs it, inside the container's sandbox.
 #[derive(Clone, Debug, Serialize)]
 struct HookCmd {
-    /// `+` runs it outside the container's sandbox (probing helpers);
-    /// empty runs it inside, like the container.
-    prefix: &'static str,
     argv: Vec<String>,
 }
 
@@ -1035,11 +1032,13 @@ fn container_ctx(
                     .map_or_else(|| name.clone(), |cp| cp.container_port.to_string()),
             }
         };
-        let mut helper = vec![format!("{}/podc", t.libexec_dir), "hook".into()];
-        let netns = (!spec.host_network).then(|| format!("{}/ns/net", pc.run_dir));
+        // httpGet/tcpSocket/sleep run podc's static helper inside the
+        // container's root (bound at /.podc): on systemd 252 a `+` command
+        // is still chrooted by RootDirectory=, so a host binary cannot run.
+        // The unit is already in the pod's network namespace.
+        let mut helper = vec![format!("{JOINER_ROOT}/podc-pause"), "hook".into()];
         if let Some(e) = &h.exec {
             return HookCmd {
-                prefix: "",
                 argv: wrap(
                     e.command
                         .iter()
@@ -1048,13 +1047,9 @@ fn container_ctx(
                 ),
             };
         }
-        // Probing actions enter the pod's network namespace (none with
-        // hostNetwork) and target the pod's address by default.
+        // Probing actions target the pod's address by default.
         let mut probe = |action: &str, host: &Option<String>, port: &IntOrString| {
             helper.push(action.into());
-            if let Some(n) = &netns {
-                helper.extend(["--netns".into(), n.clone()]);
-            }
             helper.extend([
                 "--host".into(),
                 host.clone().unwrap_or_else(|| "127.0.0.1".into()),
@@ -1079,10 +1074,7 @@ fn container_ctx(
         } else if let Some(s) = &h.sleep {
             helper.extend(["sleep".into(), s.seconds.to_string()]);
         }
-        HookCmd {
-            prefix: "+",
-            argv: helper,
-        }
+        HookCmd { argv: helper }
     };
     let post_start = c
         .lifecycle
@@ -1109,11 +1101,19 @@ fn container_ctx(
         format!("{}/resolv.conf", pc.run_dir),
         "/etc/resolv.conf".to_string(),
     ));
-    if use_joiner {
+    let helper_hook = c.lifecycle.iter().any(|l| {
+        [&l.post_start, &l.pre_stop]
+            .into_iter()
+            .flatten()
+            .any(|h| h.exec.is_none())
+    });
+    if use_joiner || helper_hook {
         binds_ro.push((
             format!("{}/podc-pause", t.libexec_dir),
             format!("{JOINER_ROOT}/podc-pause"),
         ));
+    }
+    if use_joiner {
         binds_ro.push((pc.run_dir.clone(), format!("{JOINER_ROOT}/pod")));
     }
     let mut sub_paths = Vec::new();
