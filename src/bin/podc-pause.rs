@@ -5,6 +5,8 @@
 //!   `podc::infra`), the `ExecStart=` of the pod's `Type=notify` infra unit.
 //! - `podc-pause join ... -- CMD ...`: enter the pod's UTS/PID namespaces and
 //!   exec the container command (see `podc::join`).
+//! - `podc-pause release PID`: continue the container process the joiner
+//!   handed to systemd stopped (the unit's first `ExecStartPost=`).
 //!
 //! A separate binary rather than hidden `podc` subcommands: `podc` carries
 //! clap, serde, templates and D-Bus, is dynamically linked, and would cost
@@ -32,6 +34,7 @@ fn main() {
                 Err(e) => usage(&e, join::USAGE),
             }
         }
+        "release" => join::release(&args[1..]),
         "-h" | "--help" => {
             println!("{}\n{}", infra::USAGE, join::USAGE);
             0
