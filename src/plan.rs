@@ -513,17 +513,29 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
     let mut rootfs_setup = Vec::new();
     let mut rootfs_teardown = Vec::new();
     let mut pins: Vec<SubPathPin> = Vec::new();
-    for (i, c) in spec.init_containers.iter().enumerate() {
+    let ordered = spec
+        .init_containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let role = if c.restart_policy.is_some() {
+                "sidecar"
+            } else {
+                "init"
+            };
+            (format!("/spec/initContainers/{i}"), c, role)
+        })
+        .chain(
+            spec.containers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("/spec/containers/{i}"), c, "app")),
+        );
+    for (cpath, c, role) in ordered {
         let unit = container_unit_name(&id, &c.name);
-        let role = if c.restart_policy.is_some() {
-            "sidecar"
-        } else {
-            "init"
-        };
-        let mut requires = Vec::new();
-        if let Some(l) = &last_init {
-            requires.push(l.clone());
-        }
+        // Each plain init container, and every app container, requires
+        // the last plain init container before it to have succeeded.
+        let requires = last_init.iter().cloned().collect();
         let ctx = container_ctx(
             vp,
             v,
@@ -539,7 +551,7 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
             &mut files,
             &mut notes,
             &mut errors,
-            &format!("/spec/initContainers/{i}"),
+            &cpath,
         );
         rootfs_setup.push(ctx.rootfs_mount.clone());
         rootfs_teardown.push(ctx.rootfs_umount.clone());
@@ -552,37 +564,6 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
         if role == "init" {
             last_init = Some(unit.clone());
         }
-        started_after = unit.clone();
-        prev.push(unit);
-    }
-    for (i, c) in spec.containers.iter().enumerate() {
-        let unit = container_unit_name(&id, &c.name);
-        let requires = last_init.iter().cloned().collect();
-        let ctx = container_ctx(
-            vp,
-            v,
-            t,
-            images,
-            &pc,
-            c,
-            "app",
-            vec![started_after.clone()],
-            requires,
-            restart,
-            grace,
-            &mut files,
-            &mut notes,
-            &mut errors,
-            &format!("/spec/containers/{i}"),
-        );
-        rootfs_setup.push(ctx.rootfs_mount.clone());
-        rootfs_teardown.push(ctx.rootfs_umount.clone());
-        pins.extend(ctx.sub_paths.iter().cloned());
-        units.push(UnitPlan {
-            name: unit.clone(),
-            template: "container.service",
-            ctx: to_json(&ctx),
-        });
         started_after = unit.clone();
         prev.push(unit);
     }

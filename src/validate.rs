@@ -1190,33 +1190,22 @@ fn check_container(
                 from.field_ref.is_some(),
             ],
         );
+        let key = |name: &str| (ns.to_string(), name.to_string());
         if let Some(k) = &from.config_map_key_ref {
-            let keys: Option<BTreeSet<String>> = refs
+            let keys = refs
                 .config_maps
-                .get(&(ns.to_string(), k.name.clone()))
+                .get(&key(&k.name))
                 .map(|d| d.data.keys().cloned().collect());
-            check_key_ref(
-                r,
-                &format!("{ep}/valueFrom/configMapKeyRef"),
-                "ConfigMap",
-                ns,
-                k,
-                keys,
-            );
+            let p = format!("{ep}/valueFrom/configMapKeyRef");
+            check_key_ref(r, &p, "ConfigMap", ns, k, keys);
         }
         if let Some(k) = &from.secret_key_ref {
-            let keys: Option<BTreeSet<String>> = refs
+            let keys = refs
                 .secrets
-                .get(&(ns.to_string(), k.name.clone()))
+                .get(&key(&k.name))
                 .map(|d| d.data.keys().cloned().collect());
-            check_key_ref(
-                r,
-                &format!("{ep}/valueFrom/secretKeyRef"),
-                "Secret",
-                ns,
-                k,
-                keys,
-            );
+            let p = format!("{ep}/valueFrom/secretKeyRef");
+            check_key_ref(r, &p, "Secret", ns, k, keys);
         }
         if let Some(f) = &from.field_ref {
             let fp = format!("{ep}/valueFrom/fieldRef/fieldPath");
