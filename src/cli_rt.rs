@@ -194,6 +194,45 @@ pub enum HookCommand {
 }
 
 #[derive(clap::Subcommand)]
+pub enum VolumesCommand {
+    Setup {
+        #[arg(long)]
+        state_dir: PathBuf,
+        #[arg(long)]
+        run_dir: PathBuf,
+        #[arg(long = "empty-dir")]
+        empty_dirs: Vec<String>,
+        #[arg(long = "memory-dir")]
+        memory_dirs: Vec<String>,
+    },
+    Teardown {
+        #[arg(long)]
+        state_dir: PathBuf,
+        #[arg(long)]
+        run_dir: PathBuf,
+    },
+}
+
+pub fn volumes(v: VolumesCommand) -> ExitCode {
+    let r = match v {
+        VolumesCommand::Setup {
+            state_dir,
+            run_dir,
+            empty_dirs,
+            memory_dirs,
+        } => podc::volumes::setup(&state_dir, &run_dir, &empty_dirs, &memory_dirs),
+        VolumesCommand::Teardown { run_dir, .. } => podc::volumes::teardown(&run_dir),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("podc volumes: {e}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+#[derive(clap::Subcommand)]
 pub enum RootfsCommand {
     Mount {
         #[arg(long)]
@@ -794,9 +833,9 @@ pub fn hook(h: HookCommand) -> ExitCode {
     }
 }
 
-pub fn rootfs(r: RootfsCommand) -> ExitCode {
+pub fn rootfs(root: &Path, r: RootfsCommand) -> ExitCode {
     let res = match r {
-        RootfsCommand::Mount { dir, image, .. } => podc::rootfs::mount(&dir, &image),
+        RootfsCommand::Mount { dir, image, .. } => podc::rootfs::mount(&dir, &image, root),
         RootfsCommand::Umount { dir } => podc::rootfs::umount(&dir),
     };
     match res {

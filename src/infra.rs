@@ -70,6 +70,13 @@ pub struct Config {
     pub host_aliases: Vec<HostAlias>,
     /// Also create a PID namespace (`shareProcessNamespace: true`).
     pub pid_ns: bool,
+    /// `hostNetwork: true`: stay in the host's network (and, as Kubernetes
+    /// does, UTS) namespace; no `ns/net` or `ns/uts` is pinned.
+    pub host_network: bool,
+    /// `hostIPC: true`: stay in the host's IPC namespace.
+    pub host_ipc: bool,
+    /// Pod `sysctls` (`name`, `value`), set inside the pod's namespaces.
+    pub sysctls: Vec<(String, String)>,
     /// resolv.conf to copy into the pod (the host's by default).
     pub resolv_conf: PathBuf,
     pub run_root: PathBuf,
@@ -78,7 +85,8 @@ pub struct Config {
 /// Usage text for `podc-pause infra`.
 pub const USAGE: &str =
     "usage: podc-pause [infra] --pod-id ID [--hostname NAME] [--domain DOMAIN] \
-[--pod-ip IP]... [--host-alias IP=NAME[,NAME...]]... [--pid] [--resolv-conf PATH] [--run-root DIR]";
+[--pod-ip IP]... [--host-alias IP=NAME[,NAME...]]... [--pid] [--host-network] [--host-ipc] \
+[--sysctl NAME=VALUE]... [--resolv-conf PATH] [--run-root DIR]";
 
 impl Config {
     /// Parse `podc-pause infra` arguments (without the program name).
@@ -92,6 +100,9 @@ impl Config {
             pod_ips: Vec::new(),
             host_aliases: Vec::new(),
             pid_ns: false,
+            host_network: false,
+            host_ipc: false,
+            sysctls: Vec::new(),
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             run_root: PathBuf::from(DEFAULT_RUN_ROOT),
         };
@@ -127,6 +138,16 @@ impl Config {
                     });
                 }
                 "--pid" => cfg.pid_ns = true,
+                "--host-network" => cfg.host_network = true,
+                "--host-ipc" => cfg.host_ipc = true,
+                "--sysctl" => {
+                    let v = value("--sysctl")?;
+                    let (name, val) = v
+                        .split_once('=')
+                        .ok_or_else(|| format!("--sysctl {v:?}: expected NAME=VALUE"))?;
+                    check_sysctl_name(name)?;
+                    cfg.sysctls.push((name.to_string(), val.to_string()));
+                }
                 "--resolv-conf" => cfg.resolv_conf = value("--resolv-conf")?.into(),
                 "--run-root" => cfg.run_root = value("--run-root")?.into(),
                 other => return Err(format!("unknown argument {other:?}")),
@@ -150,6 +171,38 @@ impl Config {
     pub fn pod_dir(&self) -> PathBuf {
         self.run_root.join(&self.pod_id)
     }
+}
+
+/// A sysctl name becomes a path under `/proc/sys`: only the namespaced
+/// families Kubernetes allows, and nothing that could walk out of them.
+pub fn check_sysctl_name(name: &str) -> Result<(), String> {
+    let n = name.replace('/', ".");
+    let namespaced = n.starts_with("net.")
+        || n.starts_with("fs.mqueue.")
+        || n.starts_with("kernel.shm")
+        || n.starts_with("kernel.msg")
+        || n == "kernel.sem";
+    let clean = n.split('.').all(|c| {
+        !c.is_empty()
+            && c.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    });
+    if namespaced && clean {
+        Ok(())
+    } else {
+        Err(format!("sysctl {name:?} is not a namespaced sysctl"))
+    }
+}
+
+/// Write the pod's sysctls. Called after `unshare`, so `/proc/sys/net` and
+/// the IPC sysctls are the pod's own namespaces'.
+fn apply_sysctls(sysctls: &[(String, String)]) -> io::Result<()> {
+    for (name, value) in sysctls {
+        let path = format!("/proc/sys/{}", name.replace('.', "/"));
+        fs::write(&path, value)
+            .map_err(|e| io::Error::other(format!("sysctl {name}={value}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// A pod id becomes one path component under the run root: refuse anything
@@ -387,13 +440,22 @@ fn setup(
     pid1: &mut Option<Pid>,
     signals: &SigSet,
 ) -> io::Result<()> {
-    let mut flags = CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
+    let mut flags = CloneFlags::empty();
+    if !cfg.host_network {
+        flags |= CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS;
+    }
+    if !cfg.host_ipc {
+        flags |= CloneFlags::CLONE_NEWIPC;
+    }
     if cfg.pid_ns {
         flags |= CloneFlags::CLONE_NEWPID;
     }
     unshare(flags).map_err(|e| os(e, "unshare"))?;
-    sethostname(&cfg.hostname).map_err(|e| os(e, "sethostname"))?;
-    loopback_up().map_err(|e| io::Error::other(format!("bring up lo: {e}")))?;
+    if !cfg.host_network {
+        sethostname(&cfg.hostname).map_err(|e| os(e, "sethostname"))?;
+        loopback_up().map_err(|e| io::Error::other(format!("bring up lo: {e}")))?;
+    }
+    apply_sysctls(&cfg.sysctls)?;
     if cfg.pid_ns {
         // SAFETY: single-threaded here; the child only calls
         // async-signal-safe functions (sigwait, waitpid, _exit).
@@ -421,9 +483,13 @@ fn setup(
         }
     };
     pod.write("resolv.conf", &resolv)?;
-    pod.pin("net", Path::new("/proc/self/ns/net"))?;
-    pod.pin("ipc", Path::new("/proc/self/ns/ipc"))?;
-    pod.pin("uts", Path::new("/proc/self/ns/uts"))?;
+    if !cfg.host_network {
+        pod.pin("net", Path::new("/proc/self/ns/net"))?;
+        pod.pin("uts", Path::new("/proc/self/ns/uts"))?;
+    }
+    if !cfg.host_ipc {
+        pod.pin("ipc", Path::new("/proc/self/ns/ipc"))?;
+    }
     if let Some(child) = pid1 {
         pod.pin("pid", Path::new(&format!("/proc/{child}/ns/pid")))?;
     }

@@ -76,6 +76,10 @@ pub struct JoinConfig {
     /// Mount a /proc for the PID namespace (default on when `pid` isn't Keep).
     pub mount_proc: bool,
     pub user: Option<(u32, u32)>,
+    /// Supplementary groups (`supplementalGroups`), besides the primary one.
+    pub groups: Vec<u32>,
+    /// `runAsNonRoot`: refuse to exec as uid 0, with a reason.
+    pub non_root: bool,
     /// Stay and wait for the command, exiting with its status: for hooks
     /// (`ExecStartPost=`/`ExecStop=`), which systemd runs as control
     /// processes that must last as long as the hook. Only matters with a
@@ -149,7 +153,8 @@ const READONLY_PROC: &[&str] = &[
 ];
 
 pub const USAGE: &str = "usage: podc-pause join [--uts NSFILE] [--pid NSFILE | --new-pid] \
-[--no-proc] [--wait] [--caps NAME,...] [--user UID[:GID]] -- CMD [ARG...]";
+[--no-proc] [--wait] [--caps NAME,...] [--user UID[:GID]] [--groups GID,...] [--non-root] \
+-- CMD [ARG...]";
 
 impl JoinConfig {
     pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<JoinConfig, String> {
@@ -158,6 +163,8 @@ impl JoinConfig {
             pid: PidNs::Keep,
             mount_proc: true,
             user: None,
+            groups: Vec::new(),
+            non_root: false,
             wait: false,
             caps: None,
             argv: Vec::new(),
@@ -185,6 +192,18 @@ impl JoinConfig {
                     };
                     cfg.user = Some((parse(u)?, parse(g)?));
                 }
+                "--groups" => {
+                    let v = value("--groups")?;
+                    cfg.groups = v
+                        .split(',')
+                        .filter(|g| !g.is_empty())
+                        .map(|g| {
+                            g.parse::<u32>()
+                                .map_err(|_| format!("--groups {v:?}: expected numeric GIDs"))
+                        })
+                        .collect::<Result<_, _>>()?;
+                }
+                "--non-root" => cfg.non_root = true,
                 "--caps" => {
                     let v = value("--caps")?;
                     let caps = v
@@ -297,9 +316,17 @@ pub fn run(cfg: &JoinConfig) -> i32 {
             return fail("capability bounding set", e);
         }
     }
+    if cfg.non_root && cfg.user.is_none_or(|(uid, _)| uid == 0) {
+        eprintln!(
+            "podc-pause join: container has runAsNonRoot and would run as root (uid 0); set runAsUser to a non-zero uid"
+        );
+        return 126;
+    }
     if let Some((uid, gid)) = cfg.user {
+        let mut all = vec![Gid::from_raw(gid)];
+        all.extend(cfg.groups.iter().map(|g| Gid::from_raw(*g)));
         let gid = Gid::from_raw(gid);
-        if let Err(e) = setgroups(&[gid]) {
+        if let Err(e) = setgroups(&all) {
             return fail("setgroups", e);
         }
         if let Err(e) = setgid(gid) {

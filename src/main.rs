@@ -14,7 +14,7 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "podc", version, about)]
 struct Cli {
-    /// State directory (pod data, inventory, image store).
+    /// State directory (image store, pod data, inventory).
     #[arg(
         long,
         global = true,
@@ -54,6 +54,12 @@ enum Command {
     /// Container root filesystems, run by container units.
     #[command(subcommand, hide = true)]
     Rootfs(cli_rt::RootfsCommand),
+    /// Pod volumes, set up and torn down by the infra unit.
+    #[command(subcommand, hide = true)]
+    Volumes(cli_rt::VolumesCommand),
+    /// Manage images: import, pull, ls, inspect, export, rm, prune.
+    #[command(subcommand)]
+    Image(podc::image::cli::ImageCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -132,7 +138,15 @@ fn main() -> ExitCode {
         Command::Logs(a) => cli_rt::logs(&cli.root, a),
         Command::Exec(a) => cli_rt::exec(&cli.root, a),
         Command::Hook(a) => cli_rt::hook(a),
-        Command::Rootfs(a) => cli_rt::rootfs(a),
+        Command::Rootfs(a) => cli_rt::rootfs(&cli.root, a),
+        Command::Volumes(a) => cli_rt::volumes(a),
+        Command::Image(cmd) => match podc::image::cli::run(cmd, &cli.root) {
+            Ok(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+            Err(e) => {
+                eprintln!("podc: {e:#}");
+                ExitCode::from(EXIT_INVALID)
+            }
+        },
     }
 }
 

@@ -90,6 +90,10 @@ impl Images for NoImages {
     }
 }
 
+/// Where the joiner and the pod's runtime directory appear inside a
+/// container's root.
+pub const JOINER_ROOT: &str = "/.podc";
+
 /// The default PATH container runtimes give an image without one.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -185,8 +189,12 @@ struct PodCtx {
     slice: String,
     target: String,
     infra: String,
-    /// `/run/podc/pods/<id>`.
+    /// `/run/podc/pods/<id>`: owned by the infra process (namespaces,
+    /// hosts, hostname, resolv.conf).
     run_dir: String,
+    /// `/run/podc/volumes/<id>`: tmpfs-backed volumes (Memory emptyDirs,
+    /// ConfigMap and Secret copies), set up by the infra unit.
+    volumes_run_dir: String,
     /// `/var/lib/podc/pods/<id>`.
     state_dir: String,
     libexec_dir: String,
@@ -210,6 +218,7 @@ struct InfraCtx {
     pod: PodCtx,
     argv: Vec<String>,
     setup: Vec<Vec<String>>,
+    teardown: Vec<Vec<String>>,
     grace: i64,
 }
 
@@ -244,6 +253,8 @@ struct ContainerCtx {
     netns: Option<String>,
     ipcns: Option<String>,
     protect_hostname: Option<String>,
+    /// systemd ≥ 257: the container gets its own PID namespace natively.
+    private_pids: bool,
     binds: Vec<(String, String)>,
     binds_ro: Vec<(String, String)>,
     read_only_root: bool,
@@ -394,6 +405,7 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
         target: target_name(&id),
         infra: infra_name(&id),
         run_dir: run_dir.clone(),
+        volumes_run_dir: format!("{}/volumes/{id}", t.run_dir),
         state_dir: state_dir.clone(),
         libexec_dir: t.libexec_dir.clone(),
     };
@@ -438,11 +450,18 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
     // Infra.
     let mut argv = vec![
         format!("{}/podc-pause", t.libexec_dir),
-        "--pod-dir".into(),
-        run_dir.clone(),
+        "--pod-id".into(),
+        id.clone(),
         "--hostname".into(),
-        hostname.clone(),
+        if spec.host_network {
+            t.node_name.clone()
+        } else {
+            hostname.clone()
+        },
     ];
+    if t.run_dir != "/run/podc" {
+        argv.extend(["--run-root".into(), format!("{}/pods", t.run_dir)]);
+    }
     if spec.host_network {
         argv.push("--host-network".into());
     }
@@ -450,7 +469,7 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
         argv.push("--host-ipc".into());
     }
     if spec.share_process_namespace {
-        argv.push("--share-pid".into());
+        argv.push("--pid".into());
     }
     for a in &spec.host_aliases {
         argv.push("--host-alias".into());
@@ -463,16 +482,21 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
         }
     }
     let mut setup = Vec::new();
+    let mut teardown = Vec::new();
     if !spec.volumes.is_empty() {
-        setup.push(vec![
-            format!("{}/podc", t.libexec_dir),
-            "volumes".into(),
-            "setup".into(),
-            "--state-dir".into(),
-            state_dir.clone(),
-            "--run-dir".into(),
-            run_dir.clone(),
-        ]);
+        let volumes = |verb: &str| {
+            vec![
+                format!("{}/podc", t.libexec_dir),
+                "volumes".into(),
+                verb.into(),
+                "--state-dir".into(),
+                state_dir.clone(),
+                "--run-dir".into(),
+                pc.volumes_run_dir.clone(),
+            ]
+        };
+        setup.push(volumes("setup"));
+        teardown.push(volumes("teardown"));
     }
     units.push(UnitPlan {
         name: pc.infra.clone(),
@@ -481,6 +505,7 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
             pod: pc.clone(),
             argv,
             setup,
+            teardown,
             grace,
         }),
     });
@@ -800,37 +825,40 @@ fn container_ctx(
         ));
     }
 
-    // Namespaces and the joiner.
-    let joiner_needed_for_uts = !spec.host_network && t.systemd_version < 258;
-    let protect_hostname = (!spec.host_network && t.systemd_version >= 258).then(|| {
-        spec.hostname
-            .clone()
-            .unwrap_or_else(|| pod.metadata.name.clone())
-    });
-    let join_pid = spec.share_process_namespace;
-    // systemd resolves a bare command name against the *host's* PATH when
-    // it loads the unit; Kubernetes resolves it inside the container with
-    // the container's PATH. The joiner execs with the container's PATH, so
-    // it also launches every container whose command is not absolute.
-    let relative = |argv: &[String]| argv.first().is_some_and(|a| !a.starts_with('/'));
-    let hook_relative = c.lifecycle.iter().any(|l| {
-        [&l.post_start, &l.pre_stop]
-            .into_iter()
-            .flatten()
-            .any(|h| h.exec.as_ref().is_some_and(|e| relative(&e.command)))
-    });
-    let use_joiner = joiner_needed_for_uts || join_pid || relative(&argv) || hook_relative;
-
+    // Namespaces, the user, and how the process is launched. systemd 252
+    // can join the pod's network and IPC namespaces by directive, but not
+    // its UTS (hostname) or PID namespace: the joiner (`podc-pause join`,
+    // bound into the root at /.podc) does that, drops to the container
+    // user and its capability set, and execs the command.
     let sc = effective_security(spec.security_context.as_ref(), c.security_context.as_ref());
-    let uid = sc
-        .run_as_user
-        .map(|u| u.to_string())
-        .or(img.user.clone().filter(|u| !u.is_empty()));
-    let (user_part, group_part) = match uid.as_deref().and_then(|u| u.split_once(':')) {
-        Some((u, g)) => (Some(u.to_string()), Some(g.to_string())),
-        None => (uid.clone(), None),
+    let (img_uid, img_gid) = match img.user.as_deref().filter(|u| !u.is_empty()) {
+        Some(u) => match u.split_once(':') {
+            Some((a, b)) => (Some(a.to_string()), Some(b.to_string())),
+            None => (Some(u.to_string()), None),
+        },
+        None => (None, None),
     };
-    let group = sc.run_as_group.map(|g| g.to_string()).or(group_part);
+    let uid: Option<String> = sc.run_as_user.map(|u| u.to_string()).or(img_uid);
+    let gid: Option<String> = sc.run_as_group.map(|g| g.to_string()).or(img_gid);
+    for (what, v) in [("user", &uid), ("group", &gid)] {
+        if let Some(v) = v.as_deref().filter(|v| v.parse::<u32>().is_err()) {
+            errors.push(Note::at(
+                vp,
+                cpath,
+                "image-user-name",
+                format!("image {} runs as {what} \"{v}\", a name podc cannot resolve yet; set securityContext.runAsUser/runAsGroup to numeric ids", c.image),
+            ));
+        }
+    }
+    let non_root = sc.run_as_non_root == Some(true);
+    if non_root && uid.as_deref() == Some("0") {
+        errors.push(Note::at(
+            vp,
+            cpath,
+            "non-root",
+            format!("container {} has runAsNonRoot: true but runs as uid 0; set runAsUser to a non-zero uid", c.name),
+        ));
+    }
     let privileged = sc.privileged.unwrap_or(false);
     let capabilities: Option<Vec<String>> = if privileged {
         None
@@ -858,27 +886,77 @@ fn container_ctx(
             }
         }
         caps.sort();
-        Some(caps.into_iter().map(|c| format!("CAP_{c}")).collect())
+        Some(caps)
     };
 
-    let mut exec_start = argv.clone();
-    let mut joiner_prefix: Vec<String> = Vec::new();
-    if use_joiner && !argv.is_empty() {
-        joiner_prefix.push("/run/podc/join".into());
-        if joiner_needed_for_uts {
-            joiner_prefix.extend(["--uts".into(), "/run/podc/pod/ns/uts".into()]);
+    #[derive(PartialEq)]
+    enum Pid {
+        Host,
+        New,
+        Join,
+    }
+    let pid = if spec.host_pid {
+        Pid::Host
+    } else if spec.share_process_namespace {
+        Pid::Join
+    } else {
+        Pid::New
+    };
+    // systemd resolves a bare command name against the *host's* PATH when
+    // it loads the unit; Kubernetes resolves it inside the container with
+    // the container's PATH. The joiner execs with the container's PATH.
+    let relative = |argv: &[String]| argv.first().is_some_and(|a| !a.starts_with('/'));
+    let hook_relative = c.lifecycle.iter().any(|l| {
+        [&l.post_start, &l.pre_stop]
+            .into_iter()
+            .flatten()
+            .any(|h| h.exec.as_ref().is_some_and(|e| relative(&e.command)))
+    });
+    let native_uts = t.systemd_version >= 258;
+    let native_pid = t.systemd_version >= 257;
+    let use_joiner = (!spec.host_network && !native_uts)
+        || pid == Pid::Join
+        || (pid == Pid::New && !native_pid)
+        || relative(&argv)
+        || hook_relative
+        || (non_root && uid.is_none());
+    let protect_hostname = (!use_joiner && !spec.host_network).then(|| {
+        spec.hostname
+            .clone()
+            .unwrap_or_else(|| pod.metadata.name.clone())
+    });
+    let private_pids = !use_joiner && pid == Pid::New;
+
+    // Joiner options shared by the main command and exec hooks.
+    let joiner = |hook: bool| -> Vec<String> {
+        let mut j: Vec<String> = vec![format!("{JOINER_ROOT}/podc-pause"), "join".into()];
+        if !spec.host_network {
+            j.extend(["--uts".into(), format!("{JOINER_ROOT}/pod/ns/uts")]);
         }
-        if join_pid {
-            joiner_prefix.extend(["--pid".into(), "/run/podc/pod/ns/pid".into()]);
+        match (&pid, hook) {
+            (Pid::Host, _) => {}
+            // A hook joins the container's own PID namespace.
+            (_, true) => j.extend(["--pid".into(), "/proc/\0MAINPID\0/ns/pid".into()]),
+            (Pid::Join, false) => j.extend(["--pid".into(), format!("{JOINER_ROOT}/pod/ns/pid")]),
+            (Pid::New, false) => j.push("--new-pid".into()),
         }
-        if let Some(u) = &user_part {
-            joiner_prefix.extend(["--user".into(), u.clone()]);
+        // Hooks and init containers are waited for; app containers are
+        // handed to systemd (Type=forking) with no process left behind.
+        if hook || (role == "init" && pid != Pid::Host) {
+            j.push("--wait".into());
         }
-        if let Some(g) = &group {
-            joiner_prefix.extend(["--group".into(), g.clone()]);
+        if uid.is_some() || gid.is_some() {
+            j.extend([
+                "--user".into(),
+                format!(
+                    "{}:{}",
+                    uid.as_deref().unwrap_or("0"),
+                    gid.as_deref().unwrap_or("0")
+                ),
+            ]);
         }
         if !sc.supplemental_groups.is_empty() {
-            joiner_prefix.extend([
+            j.extend([
                 "--groups".into(),
                 sc.supplemental_groups
                     .iter()
@@ -888,17 +966,22 @@ fn container_ctx(
             ]);
         }
         if let Some(caps) = &capabilities {
-            joiner_prefix.extend(["--caps".into(), caps.join(",")]);
+            j.extend(["--caps".into(), caps.join(",")]);
         }
-        if sc.run_as_non_root == Some(true) {
-            joiner_prefix.push("--non-root".into());
+        if non_root {
+            j.push("--non-root".into());
         }
-        joiner_prefix.push("--".into());
-        exec_start = [joiner_prefix.clone(), argv].concat();
-    }
+        j.push("--".into());
+        j
+    };
+    let exec_start = if use_joiner && !argv.is_empty() {
+        [joiner(false), argv.clone()].concat()
+    } else {
+        argv.clone()
+    };
     let wrap = |cmd: Vec<String>| {
         if use_joiner {
-            [joiner_prefix.clone(), cmd].concat()
+            [joiner(true), cmd].concat()
         } else {
             cmd
         }
@@ -993,11 +1076,11 @@ fn container_ctx(
         "/etc/resolv.conf".to_string(),
     ));
     if use_joiner {
-        binds_ro.push((pc.run_dir.clone(), "/run/podc/pod".to_string()));
         binds_ro.push((
             format!("{}/podc-pause", t.libexec_dir),
-            "/run/podc/join".to_string(),
+            format!("{JOINER_ROOT}/podc-pause"),
         ));
+        binds_ro.push((pc.run_dir.clone(), format!("{JOINER_ROOT}/pod")));
     }
     for m in &c.volume_mounts {
         let Some(vol) = spec.volumes.iter().find(|v| v.name == m.name) else {
@@ -1024,6 +1107,13 @@ fn container_ctx(
     let req_mem = quantity_of(&requests.memory, true).or(quantity_of(&limits.memory, true));
 
     // Restart policy.
+    // With its own or the pod's PID namespace, the joiner hands the command
+    // to systemd as a child of PID 1 and exits: Type=forking.
+    let long_running = if use_joiner && pid != Pid::Host {
+        "forking"
+    } else {
+        "exec"
+    };
     let (service_type, restart_str, remain) = match role {
         "init" => (
             "oneshot",
@@ -1034,9 +1124,9 @@ fn container_ctx(
             },
             true,
         ),
-        "sidecar" => ("exec", "always", false),
+        "sidecar" => (long_running, "always", false),
         _ => (
-            "exec",
+            long_running,
             match restart {
                 RestartPolicy::Always => "always",
                 RestartPolicy::OnFailure => "on-failure",
@@ -1109,15 +1199,22 @@ fn container_ctx(
         env,
         env_file,
         working_dir,
-        user: if use_joiner { None } else { user_part },
-        group: if use_joiner { None } else { group },
+        user: if use_joiner { None } else { uid.clone() },
+        group: if use_joiner { None } else { gid.clone() },
         supplementary_groups: if use_joiner {
             Vec::new()
         } else {
             sc.supplemental_groups.clone()
         },
         no_new_privileges: sc.allow_privilege_escalation == Some(false),
-        capabilities: if use_joiner { None } else { capabilities },
+        capabilities: if use_joiner {
+            None
+        } else {
+            capabilities
+                .as_ref()
+                .map(|c| c.iter().map(|c| format!("CAP_{c}")).collect())
+        },
+        private_pids,
         memory_max: quantity_of(&limits.memory, true),
         memory_min: req_mem,
         cpu_quota_percent: quantity_of(&limits.cpu, false).map(cpu_quota_percent),
@@ -1143,7 +1240,7 @@ fn volume_host_path(vol: &Volume, pc: &PodCtx) -> String {
     if vol.config_map.is_some() || vol.secret.is_some() || memory {
         // tmpfs-backed, set up by the infra unit; secrets never touch disk
         // beyond podc's root-only data directory.
-        format!("{}/volumes/{}", pc.run_dir, vol.name)
+        format!("{}/{}", pc.volumes_run_dir, vol.name)
     } else {
         format!("{}/volumes/{}", pc.state_dir, vol.name)
     }

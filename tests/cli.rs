@@ -379,11 +379,15 @@ fn pods_for_other_hosts_are_skipped_with_a_reason() {
 
 #[test]
 fn native_directives_for_newer_systemd() {
-    let t = Test::new().file("a.yaml", POD);
+    // An absolute command needs no joiner on 258: everything is native.
+    let t = Test::new().file("a.yaml", &POD.replace("[\"sleep\"", "[\"/bin/sleep\""));
     let dir = t.dir.clone();
     t.args(&["build", "-o", "out", "--systemd-version", "258", "a.yaml"])
         .run();
     let text = fs::read_to_string(dir.join("out/units/podc_default_web_app.service")).unwrap();
     assert!(text.contains("ProtectHostname=private:web\n"), "{text}");
     assert!(text.contains("RestartSteps=5\n"), "{text}");
+    assert!(text.contains("PrivatePIDs=yes\n"), "{text}");
+    assert!(text.contains("ExecStart=\"/bin/sleep\" \"60\"\n"), "{text}");
+    assert!(!text.contains("podc-pause"), "{text}");
 }

@@ -52,7 +52,7 @@ fn scratch_root(name: &str) -> PathBuf {
     for stub in [
         "usr/lib/podc/podc",
         "usr/lib/podc/podc-pause",
-        "run/podc/join",
+        ".podc/podc-pause", // the joiner, as containers see it
     ] {
         let p = root.join(stub);
         fs::create_dir_all(p.parent().unwrap()).unwrap();

@@ -1,0 +1,582 @@
+//! `podc image pull`: the OCI distribution API (GET manifests and blobs),
+//! with bearer-token and basic auth from the standard auth files.
+//!
+//! https is the default; a registry the user marks insecure (`--insecure`
+//! or listed in `<root>/registries.json` as `{"insecure": ["host:port"]}`)
+//! is spoken to over plain http. Blobs stream from the socket through the
+//! hash, the blob file and the unpacker; nothing becomes visible in the
+//! store unless the whole pull succeeds.
+
+use super::import::pick_platform;
+use super::reference::{Digest, Reference};
+use super::store::{
+    ConfigFile, Image, Index, Manifest, Store, MAX_JSON, MT_DOCKER_LIST, MT_DOCKER_MANIFEST,
+    MT_OCI_INDEX, MT_OCI_MANIFEST,
+};
+use super::ImageError;
+use anyhow::{anyhow, bail, Context, Result};
+use std::cell::RefCell;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How to reach registries.
+#[derive(Clone, Debug, Default)]
+pub struct PullOptions {
+    /// Speak plain http to the registry of this pull.
+    pub insecure: bool,
+    /// Auth file to read instead of the standard locations.
+    pub auth_file: Option<PathBuf>,
+}
+
+/// `<root>/registries.json`:
+/// `{"insecure": ["host:port"], "endpoints": {"docker.io": "mirror:5000"}}`.
+/// `insecure` registries are spoken to over plain http; `endpoints` sends
+/// the requests for a registry name to another host (a mirror), so short
+/// names like `busybox` can be served locally.
+#[derive(serde::Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RegistriesConf {
+    #[serde(default)]
+    pub insecure: Vec<String>,
+    #[serde(default)]
+    pub endpoints: std::collections::BTreeMap<String, String>,
+}
+
+impl RegistriesConf {
+    pub fn load(state_root: &Path) -> Result<RegistriesConf> {
+        let p = state_root.join("registries.json");
+        match std::fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b).with_context(|| {
+                format!(
+                    "{} must look like {{\"insecure\": [\"host:port\"], \"endpoints\": {{\"docker.io\": \"host:port\"}}}}",
+                    p.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RegistriesConf::default()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
+        }
+    }
+}
+
+fn b64encode(data: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+fn b64decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for ch in s.trim_end_matches('=').bytes() {
+        let v = match ch {
+            b'A'..=b'Z' => ch - b'A',
+            b'a'..=b'z' => ch - b'a' + 26,
+            b'0'..=b'9' => ch - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        } as u32;
+        acc = acc << 6 | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// `user:password` for `domain` from the standard container auth files.
+fn credentials(domain: &str, explicit: Option<&Path>) -> Result<Option<(String, String)>> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    if let Some(p) = explicit {
+        files.push(p.to_path_buf());
+    } else {
+        if let Some(p) = std::env::var_os("REGISTRY_AUTH_FILE") {
+            files.push(p.into());
+        }
+        if let Some(p) = std::env::var_os("XDG_RUNTIME_DIR") {
+            files.push(PathBuf::from(p).join("containers/auth.json"));
+        }
+        files.push(PathBuf::from(format!(
+            "/run/containers/{}/auth.json",
+            rustix::process::geteuid().as_raw()
+        )));
+        if let Some(home) = std::env::var_os("HOME") {
+            files.push(PathBuf::from(&home).join(".config/containers/auth.json"));
+        }
+        match std::env::var_os("DOCKER_CONFIG") {
+            Some(d) => files.push(PathBuf::from(d).join("config.json")),
+            None => {
+                if let Some(home) = std::env::var_os("HOME") {
+                    files.push(PathBuf::from(home).join(".docker/config.json"));
+                }
+            }
+        }
+    }
+    for f in files {
+        let data = match std::fs::read(&f) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading auth file {}", f.display())),
+        };
+        let v: serde_json::Value = serde_json::from_slice(&data)
+            .with_context(|| format!("auth file {} is not JSON", f.display()))?;
+        let Some(auths) = v.get("auths").and_then(|a| a.as_object()) else {
+            continue;
+        };
+        for (key, entry) in auths {
+            let host = key
+                .trim_start_matches("https://")
+                .trim_start_matches("http://");
+            let host = host.split('/').next().unwrap_or("");
+            if host != domain {
+                continue;
+            }
+            if let Some(a) = entry.get("auth").and_then(|a| a.as_str()) {
+                let dec = b64decode(a).and_then(|b| String::from_utf8(b).ok());
+                if let Some((u, p)) = dec.as_deref().and_then(|d| d.split_once(':')) {
+                    return Ok(Some((u.to_string(), p.to_string())));
+                }
+                bail!(
+                    "auth file {}: the entry for {domain} is not base64 of user:password",
+                    f.display()
+                );
+            }
+            if let (Some(u), Some(p)) = (
+                entry.get("username").and_then(|x| x.as_str()),
+                entry.get("password").and_then(|x| x.as_str()),
+            ) {
+                return Ok(Some((u.to_string(), p.to_string())));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Parses `Bearer realm="…",service="…",scope="…"`.
+fn parse_challenge(h: &str) -> (String, Vec<(String, String)>) {
+    let (scheme, rest) = h.trim().split_once(' ').unwrap_or((h.trim(), ""));
+    let mut params = Vec::new();
+    let mut s = rest.trim();
+    while !s.is_empty() {
+        let Some((k, after)) = s.split_once('=') else {
+            break;
+        };
+        let k = k.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let after = after.trim_start();
+        let (v, tail) = if let Some(q) = after.strip_prefix('"') {
+            match q.find('"') {
+                Some(i) => (q[..i].to_string(), &q[i + 1..]),
+                None => (q.to_string(), ""),
+            }
+        } else {
+            match after.find(',') {
+                Some(i) => (after[..i].to_string(), &after[i..]),
+                None => (after.to_string(), ""),
+            }
+        };
+        params.push((k, v));
+        s = tail.trim_start().trim_start_matches(',').trim_start();
+    }
+    (scheme.to_ascii_lowercase(), params)
+}
+
+fn pct(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A client for one repository of one registry.
+struct Client {
+    agent: ureq::Agent,
+    /// host[:port] spoken to (the registry, or its configured endpoint)
+    host: String,
+    base: String,
+    r: Reference,
+    creds: Option<(String, String)>,
+    auth: RefCell<Option<String>>,
+}
+
+type Resp = ureq::http::Response<ureq::Body>;
+
+fn registry_errors(resp: Resp) -> String {
+    let body = resp
+        .into_body()
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_string()
+        .unwrap_or_default();
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
+        if let Some(errs) = v.get("errors").and_then(|e| e.as_array()) {
+            let parts: Vec<String> = errs
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}: {}",
+                        e.get("code").and_then(|c| c.as_str()).unwrap_or("ERROR"),
+                        e.get("message").and_then(|c| c.as_str()).unwrap_or("")
+                    )
+                })
+                .collect();
+            return parts.join("; ");
+        }
+    }
+    body.chars()
+        .take(200)
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+impl Client {
+    fn new(r: &Reference, host: &str, insecure: bool, creds: Option<(String, String)>) -> Client {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(15)))
+            .timeout_recv_response(Some(Duration::from_secs(120)))
+            .user_agent("podc")
+            .build()
+            .into();
+        let scheme = if insecure { "http" } else { "https" };
+        Client {
+            agent,
+            host: host.to_string(),
+            base: format!("{scheme}://{host}/v2/{}", r.repository),
+            r: r.clone(),
+            creds,
+            auth: RefCell::new(None),
+        }
+    }
+
+    fn send(&self, url: &str, accept: Option<&str>) -> Result<Resp> {
+        let mut req = self.agent.get(url);
+        if let Some(a) = accept {
+            req = req.header("Accept", a);
+        }
+        if let Some(a) = self.auth.borrow().as_ref() {
+            req = req.header("Authorization", a);
+        }
+        req.call().map_err(|e| {
+            anyhow::Error::new(ImageError::pull(
+                &self.r,
+                format!("registry {} is unreachable: {e}", self.host),
+            ))
+        })
+    }
+
+    /// GET with one round of authentication when the registry asks for it.
+    fn get(&self, url: &str, accept: Option<&str>) -> Result<Resp> {
+        let resp = self.send(url, accept)?;
+        if resp.status().as_u16() != 401 {
+            return Ok(resp);
+        }
+        let challenge = resp
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let (scheme, params) = parse_challenge(&challenge);
+        let param = |k: &str| params.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone());
+        let basic = self
+            .creds
+            .as_ref()
+            .map(|(u, p)| format!("Basic {}", b64encode(format!("{u}:{p}").as_bytes())));
+        match scheme.as_str() {
+            "bearer" => {
+                let realm = param("realm")
+                    .ok_or_else(|| anyhow!("registry asked for a bearer token without a realm"))?;
+                let mut q = Vec::new();
+                if let Some(s) = param("service") {
+                    q.push(format!("service={}", pct(&s)));
+                }
+                q.push(format!(
+                    "scope={}",
+                    pct(&param("scope").unwrap_or(format!("repository:{}:pull", self.r.repository)))
+                ));
+                let token_url = format!(
+                    "{realm}{}{}",
+                    if realm.contains('?') { "&" } else { "?" },
+                    q.join("&")
+                );
+                let mut req = self.agent.get(&token_url);
+                if let Some(b) = &basic {
+                    req = req.header("Authorization", b);
+                }
+                let tresp = req.call().map_err(|e| {
+                    anyhow::Error::new(ImageError::pull(
+                        &self.r,
+                        format!("token service {realm} is unreachable: {e}"),
+                    ))
+                })?;
+                if tresp.status().as_u16() != 200 {
+                    let st = tresp.status().as_u16();
+                    return Err(ImageError::pull(
+                        &self.r,
+                        format!(
+                            "unauthorized: the token service answered HTTP {st}: {}",
+                            registry_errors(tresp)
+                        ),
+                    )
+                    .into());
+                }
+                let v: serde_json::Value = serde_json::from_slice(
+                    &tresp
+                        .into_body()
+                        .with_config()
+                        .limit(1 << 20)
+                        .read_to_vec()?,
+                )
+                .context("token service answer is not JSON")?;
+                let tok = v
+                    .get("token")
+                    .or_else(|| v.get("access_token"))
+                    .and_then(|t| t.as_str())
+                    .ok_or_else(|| anyhow!("token service answer has no token"))?;
+                *self.auth.borrow_mut() = Some(format!("Bearer {tok}"));
+            }
+            "basic" if basic.is_some() => *self.auth.borrow_mut() = basic,
+            _ => {
+                return Err(ImageError::pull(
+                    &self.r,
+                    format!(
+                        "unauthorized: registry {} requires authentication{}",
+                        self.host,
+                        if self.creds.is_none() {
+                            " and no credentials for it were found in the auth files"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
+                .into())
+            }
+        }
+        let resp = self.send(url, accept)?;
+        if resp.status().as_u16() == 401 {
+            return Err(ImageError::pull(
+                &self.r,
+                format!("unauthorized: {}", registry_errors(resp)),
+            )
+            .into());
+        }
+        Ok(resp)
+    }
+
+    fn check(&self, resp: Resp, what: &str) -> Result<Resp> {
+        let st = resp.status().as_u16();
+        if st == 200 {
+            return Ok(resp);
+        }
+        let detail = registry_errors(resp);
+        let msg = match st {
+            404 => format!("not found: registry {} has no {what} ({detail})", self.host),
+            401 | 403 => format!(
+                "unauthorized: registry {} refused access to {what} ({detail})",
+                self.host
+            ),
+            _ => format!(
+                "registry {} answered HTTP {st} for {what} ({detail})",
+                self.host
+            ),
+        };
+        Err(ImageError::pull(&self.r, msg).into())
+    }
+
+    fn manifest(&self, reference: &str) -> Result<(String, Vec<u8>)> {
+        let accept = [
+            MT_OCI_INDEX,
+            MT_OCI_MANIFEST,
+            MT_DOCKER_LIST,
+            MT_DOCKER_MANIFEST,
+        ]
+        .join(", ");
+        let resp = self.get(
+            &format!("{}/manifests/{reference}", self.base),
+            Some(&accept),
+        )?;
+        let resp = self.check(resp, &format!("manifest {}:{reference}", self.r.repository))?;
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let data = resp
+            .into_body()
+            .with_config()
+            .limit(MAX_JSON)
+            .read_to_vec()
+            .context("reading manifest")?;
+        Ok((ct, data))
+    }
+
+    fn blob(&self, d: &Digest) -> Result<Resp> {
+        let resp = self.get(&format!("{}/blobs/{d}", self.base), None)?;
+        self.check(resp, &format!("blob {d}"))
+    }
+}
+
+fn media_type_of(ct: &str, data: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(data).unwrap_or_default();
+    if let Some(mt) = v.get("mediaType").and_then(|m| m.as_str()) {
+        return mt.to_string();
+    }
+    if v.get("manifests").is_some() {
+        return MT_OCI_INDEX.into();
+    }
+    ct.split(';').next().unwrap_or("").trim().to_string()
+}
+
+impl Store {
+    /// Pulls `reference` from its registry into the store. On any failure the
+    /// store is unchanged and the error (an [`ImageError`] with reason
+    /// `ErrImagePull` for registry answers) names what the registry said.
+    pub fn pull(&self, reference: &str, opts: &PullOptions) -> Result<Image> {
+        let r = Reference::parse(reference).map_err(|e| {
+            anyhow::Error::new(ImageError {
+                reason: "InvalidImageName",
+                message: format!("{e:#}"),
+            })
+        })?;
+        let conf = RegistriesConf::load(self.state_root())?;
+        let host = conf.endpoints.get(&r.domain).unwrap_or(&r.domain).clone();
+        let insecure = opts.insecure || conf.insecure.contains(&host);
+        let creds = credentials(&host, opts.auth_file.as_deref())?;
+        let client = Client::new(&r, &host, insecure, creds);
+        let want = r
+            .digest
+            .as_ref()
+            .map(|d| d.to_string())
+            .or_else(|| r.tag.clone())
+            .unwrap_or_else(|| "latest".into());
+        let (mut ct, mut data) = client.manifest(&want)?;
+        if let Some(d) = &r.digest {
+            let got = Digest::of_bytes(&data);
+            if got != *d {
+                bail!("registry {host} sent a manifest hashing to {got} for {d}");
+            }
+        }
+        let mut mt = media_type_of(&ct, &data);
+        if mt == MT_OCI_INDEX || mt == MT_DOCKER_LIST {
+            let index: Index =
+                serde_json::from_slice(&data).context("the registry's image index is not valid")?;
+            let desc = pick_platform(&index.manifests, &format!("image {}", r.familiar()))?;
+            let d = desc.digest()?;
+            (ct, data) = client.manifest(d.as_str())?;
+            let got = Digest::of_bytes(&data);
+            if got != d {
+                bail!("registry {host} sent a manifest hashing to {got} for {d}");
+            }
+            mt = media_type_of(&ct, &data);
+        }
+        if mt != MT_OCI_MANIFEST && mt != MT_DOCKER_MANIFEST {
+            bail!("{}: unsupported manifest type {mt:?}", r.familiar());
+        }
+        let m: Manifest =
+            serde_json::from_slice(&data).context("the registry's manifest is not valid")?;
+        let cd = m.config.digest()?;
+        let cdata = client
+            .blob(&cd)?
+            .into_body()
+            .with_config()
+            .limit(MAX_JSON)
+            .read_to_vec()
+            .context("reading config")?;
+        let c: ConfigFile =
+            serde_json::from_slice(&cdata).context("the image config is not valid")?;
+        if c.rootfs.diff_ids.len() != m.layers.len() {
+            bail!(
+                "image config lists {} diffIDs for {} layers",
+                c.rootfs.diff_ids.len(),
+                m.layers.len()
+            );
+        }
+        let txn = self.write()?;
+        txn.put_blob_bytes(&cdata, Some(&cd))?;
+        for (l, diff) in m.layers.iter().zip(&c.rootfs.diff_ids) {
+            let (ld, diff) = (l.digest()?, Digest::parse(diff)?);
+            if txn.has_blob(&ld) && txn.has_layer(&diff) {
+                txn.put_layer(&mut std::io::empty(), Some(&ld), Some(l.size), Some(&diff))?;
+                continue;
+            }
+            let mut body = client.blob(&ld)?.into_body().into_reader();
+            txn.put_layer(
+                &mut body as &mut dyn Read,
+                Some(&ld),
+                Some(l.size),
+                Some(&diff),
+            )
+            .with_context(|| format!("pulling layer {ld}"))?;
+        }
+        let names: Vec<Reference> = if r.tag.is_some() && r.digest.is_none() {
+            vec![r.clone()]
+        } else {
+            vec![]
+        };
+        let digest = txn.add_image(&data, None, &names)?;
+        drop(txn);
+        self.image(digest.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trip() {
+        for s in ["", "a", "ab", "abc", "user:pa ss:word"] {
+            assert_eq!(b64decode(&b64encode(s.as_bytes())).unwrap(), s.as_bytes());
+        }
+        assert_eq!(b64encode(b"user:pass"), "dXNlcjpwYXNz");
+    }
+
+    #[test]
+    fn bearer_challenge() {
+        let (s, p) = parse_challenge(
+            r#"Bearer realm="https://auth.example/token",service="reg",scope="repository:a/b:pull""#,
+        );
+        assert_eq!(s, "bearer");
+        assert_eq!(p[0], ("realm".into(), "https://auth.example/token".into()));
+        assert_eq!(p[2], ("scope".into(), "repository:a/b:pull".into()));
+    }
+
+    #[test]
+    fn auth_file_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("auth.json");
+        std::fs::write(
+            &f,
+            r#"{"auths":{"https://reg.example:5000/v1/":{"auth":"dXNlcjpwYXNz"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            credentials("reg.example:5000", Some(&f)).unwrap(),
+            Some(("user".into(), "pass".into()))
+        );
+        assert_eq!(credentials("other", Some(&f)).unwrap(), None);
+    }
+}
