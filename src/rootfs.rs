@@ -48,7 +48,8 @@ pub fn mount(dir: &Path, image: &str, fallback_root: &Path) -> Result<(), String
         return Ok(());
     }
     let root = state_root(dir).unwrap_or_else(|| fallback_root.to_path_buf());
-    let store = Store::open(&root).map_err(|e| format!("image store in {}: {e:#}", root.display()))?;
+    let store =
+        Store::open(&root).map_err(|e| format!("image store in {}: {e:#}", root.display()))?;
     let img = store
         .resolve(image)
         .map_err(|e| format!("{image}: {e:#}"))?

@@ -22,7 +22,11 @@ use std::path::{Path, PathBuf};
 fn is_mounted(p: &Path) -> bool {
     let t = p.to_string_lossy();
     fs::read_to_string("/proc/self/mountinfo")
-        .map(|i| i.lines().filter_map(|l| l.split(' ').nth(4)).any(|m| m == t))
+        .map(|i| {
+            i.lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .any(|m| m == t)
+        })
         .unwrap_or(false)
 }
 
