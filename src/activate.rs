@@ -762,18 +762,18 @@ mod tests {
             "{text}"
         );
         // Prune: b missing from the input.
-        let items = plan(&[a.clone()], &inv, &paths, true);
+        let items = plan(std::slice::from_ref(&a), &inv, &paths, true);
         assert_eq!(items[1].action, Action::Prune);
-        let items = plan(&[a.clone()], &inv, &paths, false);
+        let items = plan(std::slice::from_ref(&a), &inv, &paths, false);
         assert_eq!(items.len(), 1);
         // Pending (a killed apply): recreated even though hashes match.
         inv.pods.get_mut("default_a").unwrap().pending = true;
-        let items = plan(&[a.clone()], &inv, &paths, false);
+        let items = plan(std::slice::from_ref(&a), &inv, &paths, false);
         assert_eq!(items[0].action, Action::Recreate);
         // A file changed on disk behind podc's back.
         inv.pods.get_mut("default_a").unwrap().pending = false;
         std::fs::write(d.join("units/podc_default_a_app.service"), "x").unwrap();
-        let items = plan(&[a.clone()], &inv, &paths, false);
+        let items = plan(std::slice::from_ref(&a), &inv, &paths, false);
         assert_eq!(items[0].action, Action::Recreate);
         // Data file change.
         let mut a3 = a.clone();

@@ -126,6 +126,88 @@ pub fn http_get(
     }
 }
 
+pub const USAGE: &str = "usage: hook http-get [--netns PATH] [--host H] --port P [--path P] [--scheme http] [--header 'K: V']...
+       hook tcp-socket [--netns PATH] [--host H] --port P
+       hook sleep SECONDS";
+
+/// `hook ...` from raw arguments (the static helper's hand parser; `podc
+/// hook` parses with clap). Returns the exit code: 0 success, 1 failure,
+/// 2 usage.
+pub fn run_args(args: Vec<std::ffi::OsString>) -> i32 {
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let Some((kind, rest)) = args.split_first() else {
+        eprintln!("{USAGE}");
+        return 2;
+    };
+    if kind == "sleep" {
+        return match rest.first().and_then(|s| s.parse::<u64>().ok()) {
+            Some(n) => {
+                std::thread::sleep(Duration::from_secs(n));
+                0
+            }
+            None => {
+                eprintln!("{USAGE}");
+                2
+            }
+        };
+    }
+    let (mut netns, mut host, mut port, mut path, mut scheme) = (
+        None,
+        "127.0.0.1".to_string(),
+        None,
+        "/".to_string(),
+        "http".to_string(),
+    );
+    let mut headers = Vec::new();
+    let mut it = rest.iter();
+    while let Some(flag) = it.next() {
+        let Some(v) = it.next() else {
+            eprintln!("hook: {flag} needs a value\n{USAGE}");
+            return 2;
+        };
+        match flag.as_str() {
+            "--netns" => netns = Some(v.clone()),
+            "--host" => host = v.clone(),
+            "--port" => port = v.parse::<u16>().ok(),
+            "--path" => path = v.clone(),
+            "--scheme" => scheme = v.clone(),
+            "--header" => match parse_header(v) {
+                Ok(h) => headers.push(h),
+                Err(e) => {
+                    eprintln!("hook: {e}");
+                    return 2;
+                }
+            },
+            _ => {
+                eprintln!("hook: unknown option {flag}\n{USAGE}");
+                return 2;
+            }
+        }
+    }
+    let Some(port) = port else {
+        eprintln!("hook: --port N is required\n{USAGE}");
+        return 2;
+    };
+    let r = netns
+        .as_deref()
+        .map_or(Ok(()), enter_netns)
+        .and_then(|_| match kind.as_str() {
+            "http-get" => http_get(&scheme, &host, port, &path, &headers).map(|_| ()),
+            "tcp-socket" => tcp_socket(&host, port),
+            other => Err(format!("unknown hook {other}")),
+        });
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("hook {kind}: {e}");
+            1
+        }
+    }
+}
+
 /// Parse `Name: value` of `--header`.
 pub fn parse_header(h: &str) -> Result<(String, String), String> {
     let (k, v) = h

@@ -145,15 +145,13 @@ impl PodStatus {
         let mut reason = None;
         for c in &self.containers {
             match &c.state {
-                State::Waiting { reason: r } => {
-                    if r == "CrashLoopBackOff" || reason.is_none() {
-                        reason = Some(r.clone());
-                    }
+                State::Waiting { reason: r } if r == "CrashLoopBackOff" || reason.is_none() => {
+                    reason = Some(r.clone());
                 }
-                State::Terminated { reason: r, .. } if self.phase != Phase::Running => {
-                    if reason.is_none() || r != "Completed" {
-                        reason = Some(r.clone());
-                    }
+                State::Terminated { reason: r, .. }
+                    if self.phase != Phase::Running && (reason.is_none() || r != "Completed") =>
+                {
+                    reason = Some(r.clone());
                 }
                 _ => {}
             }
