@@ -217,16 +217,7 @@ pub fn apply(
         // Idempotent path: no write, no reload, no job.
         let mut all_ok = true;
         for it in &items {
-            let st = observe::observe(sd, &installed.pods[&it.id]).map_err(err("reading units"))?;
-            let ok = matches!(st.phase, Phase::Running | Phase::Succeeded);
-            all_ok &= ok;
-            let _ = writeln!(
-                out,
-                "pod {} unchanged: {} {} ready",
-                it.key,
-                st.status_column(),
-                st.ready_column()
-            );
+            all_ok &= report_unchanged(sd, &installed.pods[&it.id], out)?;
         }
         return Ok(all_ok);
     }
@@ -376,17 +367,7 @@ pub fn apply(
                 let _ = writeln!(out, "pod {} pruned", it.key);
             }
             Action::Unchanged => {
-                let st =
-                    observe::observe(sd, &installed.pods[&it.id]).map_err(err("reading units"))?;
-                let ok = matches!(st.phase, Phase::Running | Phase::Succeeded);
-                all_ok &= ok;
-                let _ = writeln!(
-                    out,
-                    "pod {} unchanged: {} {} ready",
-                    it.key,
-                    st.status_column(),
-                    st.ready_column()
-                );
+                all_ok &= report_unchanged(sd, &installed.pods[&it.id], out)?;
             }
             Action::Create | Action::Recreate => {
                 let i = to_start
@@ -429,6 +410,23 @@ pub fn apply(
         t0.elapsed().as_secs_f64()
     );
     Ok(all_ok)
+}
+
+/// One line for a pod apply leaves alone (and why it is not healthy).
+fn report_unchanged(sd: &Systemd, pod: &InstalledPod, out: &mut dyn Write) -> Result<bool, String> {
+    let st = observe::observe(sd, pod).map_err(err("reading units"))?;
+    let ok = pod_ok(&st);
+    let _ = writeln!(
+        out,
+        "pod {} unchanged: {} {} ready",
+        pod.key(),
+        st.status_column(),
+        st.ready_column()
+    );
+    if !ok {
+        explain(sd, pod, &st, out);
+    }
+    Ok(ok)
 }
 
 fn pod_ok(st: &PodStatus) -> bool {

@@ -257,6 +257,14 @@ pub fn container_status(
         ("inactive", _) if ran && (svc.exec_main_code != 0 || svc.result != "success") => {
             terminated()
         }
+        // Ran and ended well, but systemd never adopted a main process: a
+        // `Type=forking` command that exited before the joiner did.
+        ("inactive", _) if ran && st.active_enter_us != 0 => State::Terminated {
+            reason: "Completed".into(),
+            exit_code: 0,
+            started_us: st.active_enter_us,
+            finished_us: st.state_change_us,
+        },
         _ => waiting(creating),
     };
     cs.ready = matches!(cs.state, State::Running { .. });
