@@ -223,3 +223,63 @@ fn delete_leaves_nothing_behind() -> Result {
     assert_eq!(out.status.code(), Some(1), "deleting again: not found");
     Ok(())
 }
+
+#[test]
+fn apply_installs_a_podc_build_and_runtime_pods_go_under_run() -> Result {
+    let Some(p) = Podc::boot()? else {
+        return Ok(());
+    };
+    p.rootfs("built", &["app"]);
+    p.rootfs("eph", &["app"]);
+    p.manifest(
+        "/srv/built/pod.yaml",
+        &pod_yaml("built", "", &[("app", "exec sleep 1000")]),
+    );
+    let mut build = vec!["build", "/srv/built", "-o", "/srv/out"];
+    build.extend(support::podc::TARGET_FLAGS);
+    p.run_ok(&build);
+    // No -f: install what `podc build` wrote (--build DIR, default ./build).
+    let out = p.run_ok(&["apply", "--build", "/srv/out"]);
+    assert!(
+        out.contains("pod default/built created: Running 1/1 ready"),
+        "{out}"
+    );
+    let same = p.run_ok(&["apply", "--build", "/srv/out"]);
+    assert!(same.contains("pod default/built unchanged"), "{same}");
+    // A build whose files were edited after the fact is refused.
+    p.sd.sh_ok("echo '# edited' >> /srv/out/units/podc_default_built_app.service");
+    let bad = p.run(&["apply", "--build", "/srv/out"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", show(&bad));
+
+    // --runtime: units under /run/systemd/system, not enabled.
+    p.manifest(
+        "/srv/eph.yaml",
+        &pod_yaml("eph", "", &[("app", "exec sleep 1000")]),
+    );
+    let out = p.apply_ok("/srv/eph.yaml", &["--runtime"]);
+    assert!(
+        out.contains("pod default/eph created: Running 1/1 ready"),
+        "{out}"
+    );
+    assert!(p
+        .sd
+        .path("/run/systemd/system/podc_default_eph.target")
+        .exists());
+    assert!(!p
+        .sd
+        .path("/etc/systemd/system/podc_default_eph.target")
+        .exists());
+    assert!(p
+        .sd
+        .path("/etc/systemd/system/multi-user.target.wants/podc_default_eph.target")
+        .symlink_metadata()
+        .is_err());
+    p.run_ok(&["delete", "eph"]);
+    assert!(!p
+        .sd
+        .path("/run/systemd/system/podc_default_eph.target")
+        .exists());
+    let table = p.run_ok(&["get", "pods"]);
+    assert!(table.contains("built") && !table.contains("eph"), "{table}");
+    Ok(())
+}
