@@ -200,10 +200,6 @@ pub enum VolumesCommand {
         state_dir: PathBuf,
         #[arg(long)]
         run_dir: PathBuf,
-        #[arg(long = "empty-dir")]
-        empty_dirs: Vec<String>,
-        #[arg(long = "memory-dir")]
-        memory_dirs: Vec<String>,
     },
     Teardown {
         #[arg(long)]
@@ -215,12 +211,7 @@ pub enum VolumesCommand {
 
 pub fn volumes(v: VolumesCommand) -> ExitCode {
     let r = match v {
-        VolumesCommand::Setup {
-            state_dir,
-            run_dir,
-            empty_dirs,
-            memory_dirs,
-        } => podc::volumes::setup(&state_dir, &run_dir, &empty_dirs, &memory_dirs),
+        VolumesCommand::Setup { state_dir, run_dir } => podc::volumes::setup(&state_dir, &run_dir),
         VolumesCommand::Teardown { run_dir, .. } => podc::volumes::teardown(&run_dir),
     };
     match r {
@@ -295,7 +286,18 @@ fn desired(
     let mut target = make_target(target_args).map_err(|e| usage(&e))?;
     target.state_dir = root.display().to_string();
     let templates = render::environment(target_args.templates.as_deref()).map_err(|e| usage(&e))?;
-    match pipeline::compile(&sources, &target, &NoImages, &templates) {
+    // Image configs (ENTRYPOINT, CMD, ENV, ...) from the local store when
+    // there is one, as `podc build` does.
+    let store = root
+        .join("images/index.json")
+        .exists()
+        .then(|| podc::image::Store::open(root).ok())
+        .flatten();
+    let images: &dyn podc::plan::Images = match &store {
+        Some(s) => s,
+        None => &NoImages,
+    };
+    match pipeline::compile(&sources, &target, images, &templates) {
         Err(mut diags) => {
             diags.extend(undecodable);
             print_diags(&diags, &sources, Format::Text);

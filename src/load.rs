@@ -98,6 +98,14 @@ pub fn load(sources: &[Source]) -> (Vec<Document>, Vec<Diagnostic>) {
     (docs, diags)
 }
 
+/// Load one source; `idx` is its index in the caller's list of sources.
+pub fn load_source(idx: usize, src: &Source) -> (Vec<Document>, Vec<Diagnostic>) {
+    let mut docs = Vec::new();
+    let mut diags = Vec::new();
+    load_one(idx, src, &mut docs, &mut diags);
+    (docs, diags)
+}
+
 /// Decode file bytes to text: UTF-8 only (a BOM is dropped), with a located
 /// error for anything else, and a size cap.
 pub fn decode(name: &str, bytes: Vec<u8>) -> Result<Source, Diagnostic> {
@@ -145,30 +153,31 @@ fn pos(span: &Span) -> Pos {
     }
 }
 
-/// Spans relative to a node: (JSON pointer below the node, position).
-type RelSpans = Vec<(String, Loc)>;
-
 /// A collection being built.
+///
+/// Spans are recorded once, with absolute JSON pointers, in the document's
+/// flat list (`DocBuilder::spans`); a frame only remembers where its own
+/// entries start in that list, so an anchored node can hand its spans to
+/// the aliases that repeat it.
 enum Frame {
     Map {
         map: Map<String, Value>,
         /// The key read, waiting for its value.
         key: Option<(String, Pos)>,
         /// Entries from `<<` merge keys, applied at the end where no explicit
-        /// key of the same name exists (YAML merge-key semantics).
-        merged: Vec<(String, Value, RelSpans)>,
+        /// key of the same name exists (YAML merge-key semantics), with the
+        /// position of the merge key.
+        merged: Vec<(String, Value, Pos)>,
         first_key_line: HashMap<String, usize>,
         anchor: usize,
         path: String,
-        loc: Loc,
-        spans: Vec<(String, Loc)>,
+        span_start: usize,
     },
     Seq {
         items: Vec<Value>,
         anchor: usize,
         path: String,
-        loc: Loc,
-        spans: Vec<(String, Loc)>,
+        span_start: usize,
     },
 }
 
@@ -180,7 +189,11 @@ struct Anchored {
 }
 
 fn escape_pointer(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
+    if key.contains(['~', '/']) {
+        key.replace('~', "~0").replace('/', "~1")
+    } else {
+        key.to_string()
+    }
 }
 
 struct DocBuilder<'a> {
@@ -188,7 +201,9 @@ struct DocBuilder<'a> {
     stack: Vec<Frame>,
     anchors: HashMap<usize, Anchored>,
     nodes: usize,
-    root: Option<(Value, Vec<(String, Loc)>)>,
+    root: Option<Value>,
+    /// Absolute JSON pointer → position, for every node of the document.
+    spans: Vec<(String, Loc)>,
     diags: Vec<Diagnostic>,
     /// Set when the document is beyond repair (budget exceeded).
     fatal: bool,
@@ -202,6 +217,7 @@ impl<'a> DocBuilder<'a> {
             anchors: HashMap::new(),
             nodes: 0,
             root: None,
+            spans: Vec::new(),
             diags: Vec::new(),
             fatal: false,
         }
@@ -229,6 +245,17 @@ impl<'a> DocBuilder<'a> {
         }
     }
 
+    /// The position of the entry about to be attached: the key for a
+    /// mapping entry.
+    fn key_pos(&self, value: Pos) -> Pos {
+        match self.stack.last() {
+            Some(Frame::Map {
+                key: Some((_, k)), ..
+            }) => *k,
+            _ => value,
+        }
+    }
+
     fn count(&mut self, n: usize, at: Pos) -> bool {
         self.nodes = self.nodes.saturating_add(n);
         if self.nodes > MAX_NODES {
@@ -247,33 +274,39 @@ impl<'a> DocBuilder<'a> {
         true
     }
 
-    /// Attach a finished node (with spans relative to itself) to its parent.
-    fn attach(&mut self, value: Value, loc: Loc, rel_spans: Vec<(String, Loc)>, anchor: usize) {
-        if anchor != 0 {
-            let nodes = rel_spans.len().max(1);
-            self.anchors.insert(
-                anchor,
-                Anchored {
-                    value: value.clone(),
-                    spans: rel_spans.clone(),
-                    nodes,
-                },
-            );
+    /// Remember an anchored node: its spans are those recorded since
+    /// `span_start`, made relative to `path`.
+    fn remember(&mut self, anchor: usize, value: &Value, path: &str, span_start: usize) {
+        if anchor == 0 {
+            return;
         }
+        let spans: Vec<(String, Loc)> = self.spans[span_start.min(self.spans.len())..]
+            .iter()
+            .filter_map(|(p, l)| p.strip_prefix(path).map(|r| (r.to_string(), *l)))
+            .collect();
+        let nodes = spans.len().max(1);
+        self.anchors.insert(
+            anchor,
+            Anchored {
+                value: value.clone(),
+                spans,
+                nodes,
+            },
+        );
+    }
+
+    /// Attach a finished node to its parent. Its own span (and those of
+    /// its children) are already recorded.
+    fn attach(&mut self, value: Value) {
         let file = self.file;
         match self.stack.last_mut() {
-            None => {
-                let mut spans = rel_spans;
-                spans.push((String::new(), loc));
-                self.root = Some((value, spans));
-            }
+            None => self.root = Some(value),
             Some(Frame::Map {
                 map,
                 key,
                 merged,
                 first_key_line,
                 path,
-                spans,
                 ..
             }) => {
                 let Some((k, key_pos)) = key.take() else {
@@ -281,45 +314,25 @@ impl<'a> DocBuilder<'a> {
                 };
                 if k == "<<" {
                     // Merge key: a mapping, or a sequence of mappings.
-                    let sources: Vec<(Value, Vec<(String, Loc)>)> = match value {
-                        Value::Object(_) => vec![(value, rel_spans)],
-                        Value::Array(items) => items
-                            .into_iter()
-                            .enumerate()
-                            .map(|(i, v)| {
-                                let prefix = format!("/{i}");
-                                let sp = rel_spans
-                                    .iter()
-                                    .filter_map(|(p, l)| {
-                                        p.strip_prefix(&prefix).map(|r| (r.to_string(), *l))
-                                    })
-                                    .collect();
-                                (v, sp)
-                            })
-                            .collect(),
-                        _ => Vec::new(),
+                    let sources: Vec<Value> = match value {
+                        Value::Array(items) => items,
+                        v => vec![v],
                     };
-                    for (v, sp) in sources {
-                        if let Value::Object(m) = v {
-                            for (mk, mv) in m {
-                                let prefix = format!("/{}", escape_pointer(&mk));
-                                let msp = sp
-                                    .iter()
-                                    .filter_map(|(p, l)| {
-                                        p.strip_prefix(&prefix).map(|r| (r.to_string(), *l))
-                                    })
-                                    .collect();
-                                merged.push((mk, mv, msp));
+                    for v in sources {
+                        match v {
+                            Value::Object(m) => {
+                                merged.extend(m.into_iter().map(|(mk, mv)| (mk, mv, key_pos)))
                             }
-                        } else {
-                            let p = path.clone();
-                            self.diags.push(Diagnostic::error(
-                                file,
-                                loc.value,
-                                pointer_to_path(&p),
-                                "a `<<` merge key takes a mapping or a list of mappings",
-                            ));
-                            return;
+                            _ => {
+                                let p = path.clone();
+                                self.diags.push(Diagnostic::error(
+                                    file,
+                                    key_pos,
+                                    pointer_to_path(&p),
+                                    "a `<<` merge key takes a mapping or a list of mappings",
+                                ));
+                                return;
+                            }
                         }
                     }
                     return;
@@ -332,27 +345,9 @@ impl<'a> DocBuilder<'a> {
                     return;
                 }
                 first_key_line.insert(k.clone(), key_pos.line);
-                let child = format!("/{}", escape_pointer(&k));
-                spans.push((
-                    child.clone(),
-                    Loc {
-                        key: key_pos,
-                        value: loc.value,
-                    },
-                ));
-                for (p, l) in rel_spans {
-                    spans.push((format!("{child}{p}"), l));
-                }
                 map.insert(k, value);
             }
-            Some(Frame::Seq { items, spans, .. }) => {
-                let child = format!("/{}", items.len());
-                spans.push((child.clone(), loc));
-                for (p, l) in rel_spans {
-                    spans.push((format!("{child}{p}"), l));
-                }
-                items.push(value);
-            }
+            Some(Frame::Seq { items, .. }) => items.push(value),
         }
     }
 
@@ -402,7 +397,14 @@ impl<'a> DocBuilder<'a> {
                 Value::String(text.to_string())
             }
         };
-        self.attach(value, Loc { key: at, value: at }, Vec::new(), anchor);
+        let span_start = self.spans.len();
+        let loc = Loc {
+            key: self.key_pos(at),
+            value: at,
+        };
+        self.spans.push((path.clone(), loc));
+        self.remember(anchor, &value, &path, span_start);
+        self.attach(value);
     }
 
     fn start(&mut self, is_map: bool, anchor: usize, at: Pos) {
@@ -428,7 +430,12 @@ impl<'a> DocBuilder<'a> {
         if !self.count(1, at) {
             return;
         }
-        let loc = Loc { key: at, value: at };
+        let loc = Loc {
+            key: self.key_pos(at),
+            value: at,
+        };
+        let span_start = self.spans.len();
+        self.spans.push((path.clone(), loc));
         self.stack.push(if is_map {
             Frame::Map {
                 map: Map::new(),
@@ -437,16 +444,14 @@ impl<'a> DocBuilder<'a> {
                 first_key_line: HashMap::new(),
                 anchor,
                 path,
-                loc,
-                spans: Vec::new(),
+                span_start,
             }
         } else {
             Frame::Seq {
                 items: Vec::new(),
                 anchor,
                 path,
-                loc,
-                spans: Vec::new(),
+                span_start,
             }
         });
     }
@@ -455,37 +460,35 @@ impl<'a> DocBuilder<'a> {
         let Some(frame) = self.stack.pop() else {
             return;
         };
-        let (value, loc, spans, anchor) = match frame {
+        let (value, path, anchor, span_start) = match frame {
             Frame::Map {
                 mut map,
                 merged,
                 anchor,
-                loc,
-                mut spans,
+                path,
+                span_start,
                 ..
             } => {
-                for (k, v, sp) in merged {
+                for (k, v, at) in merged {
                     if map.contains_key(&k) {
                         continue;
                     }
-                    let child = format!("/{}", escape_pointer(&k));
-                    spans.push((child.clone(), loc));
-                    for (p, l) in sp {
-                        spans.push((format!("{child}{p}"), l));
-                    }
+                    let child = format!("{path}/{}", escape_pointer(&k));
+                    self.spans.push((child, Loc { key: at, value: at }));
                     map.insert(k, v);
                 }
-                (Value::Object(map), loc, spans, anchor)
+                (Value::Object(map), path, anchor, span_start)
             }
             Frame::Seq {
                 items,
                 anchor,
-                loc,
-                spans,
+                path,
+                span_start,
                 ..
-            } => (Value::Array(items), loc, spans, anchor),
+            } => (Value::Array(items), path, anchor, span_start),
         };
-        self.attach(value, loc, spans, anchor);
+        self.remember(anchor, &value, &path, span_start);
+        self.attach(value);
     }
 
     fn alias(&mut self, id: usize, at: Pos) {
@@ -494,10 +497,10 @@ impl<'a> DocBuilder<'a> {
             self.error(at, &path, "alias refers to an unknown anchor");
             return;
         };
-        let (value, spans, nodes) = (a.value.clone(), a.spans.clone(), a.nodes);
         if is_key {
-            match value {
+            match &a.value {
                 Value::String(s) => {
+                    let s = s.clone();
                     if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
                         *key = Some((s, at));
                     }
@@ -509,10 +512,26 @@ impl<'a> DocBuilder<'a> {
             }
             return;
         }
+        let nodes = a.nodes;
         if !self.count(nodes, at) {
             return;
         }
-        self.attach(value, Loc { key: at, value: at }, spans, 0);
+        let Some(a) = self.anchors.get(&id) else {
+            return;
+        };
+        let value = a.value.clone();
+        let key = self.key_pos(at);
+        // The alias itself sits here; what it repeats keeps the positions of
+        // the anchored original.
+        let mut spans: Vec<(String, Loc)> = a
+            .spans
+            .iter()
+            .filter(|(r, _)| !r.is_empty())
+            .map(|(r, l)| (format!("{path}{r}"), *l))
+            .collect();
+        spans.push((path, Loc { key, value: at }));
+        self.spans.extend(spans);
+        self.attach(value);
     }
 }
 
@@ -611,7 +630,7 @@ fn finish(idx: usize, d: DocBuilder, docs: &mut Vec<Document>, diags: &mut Vec<D
     if fatal {
         return;
     }
-    let Some((value, spans)) = d.root else { return };
+    let Some(value) = d.root else { return };
     if value.is_null() {
         return;
     }
@@ -619,7 +638,7 @@ fn finish(idx: usize, d: DocBuilder, docs: &mut Vec<Document>, diags: &mut Vec<D
         source: idx,
         value,
         spans: std::sync::Arc::new(Spans {
-            map: spans.into_iter().collect(),
+            map: d.spans.into_iter().collect(),
         }),
     });
 }

@@ -129,7 +129,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Validate(a) => validate(a),
-        Command::Build(a) => build(a),
+        Command::Build(a) => build(a, &cli.root),
         Command::Apply(a) => cli_rt::apply(&cli.root, a),
         Command::Diff(a) => cli_rt::diff(&cli.root, a),
         Command::Get(a) => cli_rt::get(&cli.root, a),
@@ -290,7 +290,7 @@ pub(crate) fn make_target(a: &TargetArgs) -> Result<Target, String> {
     Ok(t)
 }
 
-fn build(a: BuildArgs) -> ExitCode {
+fn build(a: BuildArgs, root: &Path) -> ExitCode {
     let (sources, undecodable) = match read_inputs(&a.inputs) {
         Ok(s) => s,
         Err(e) => return usage(&e),
@@ -303,7 +303,18 @@ fn build(a: BuildArgs) -> ExitCode {
         Ok(t) => t,
         Err(e) => return usage(&e),
     };
-    match pipeline::compile(&sources, &target, &NoImages, &templates) {
+    // Image configs come from the local store when there is one; building
+    // never creates a store or pulls (that is `podc apply`'s job).
+    let store = root
+        .join("images/index.json")
+        .exists()
+        .then(|| podc::image::Store::open(root).ok())
+        .flatten();
+    let images: &dyn podc::plan::Images = match &store {
+        Some(s) => s,
+        None => &NoImages,
+    };
+    match pipeline::compile(&sources, &target, images, &templates) {
         Err(mut diags) => {
             diags.extend(undecodable);
             print_diags(&diags, &sources, a.format);

@@ -88,7 +88,7 @@ pub fn inventory<'a>(c: &Compiled, target: &'a Target) -> Inventory<'a> {
                     .iter()
                     .map(|u| InventoryEntry {
                         name: u.name.clone(),
-                        hash: u.hash(),
+                        hash: u.hash.clone(),
                     })
                     .collect(),
                 files: p

@@ -27,9 +27,46 @@ pub struct Compiled {
     pub warnings: Vec<Diagnostic>,
 }
 
+/// `f` over `items` on all cores, results in input order.
+fn parallel_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || items.len() < 2 {
+        return items.into_iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let mut chunks: Vec<Vec<T>> = Vec::new();
+    let mut it = items.into_iter().peekable();
+    while it.peek().is_some() {
+        chunks.push(it.by_ref().take(chunk).collect());
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|c| scope.spawn(move || c.into_iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(v) => v,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}
+
 /// Load and validate only (`podc validate`): every diagnostic, sorted.
 pub fn check(sources: &[Source]) -> (validate::Validated, Vec<Diagnostic>) {
-    let (docs, mut diags) = load::load(sources);
+    // Files are independent until validation: parse them on every core.
+    let mut docs = Vec::new();
+    let mut diags = Vec::new();
+    let loaded = parallel_map(sources.iter().enumerate().collect(), |(i, s)| {
+        load::load_source(i, s)
+    });
+    for (d, g) in loaded {
+        docs.extend(d);
+        diags.extend(g);
+    }
     let (validated, more) = validate::validate(sources, &docs);
     diags.extend(more);
     diagnostic::sort(&mut diags);
@@ -48,23 +85,31 @@ pub fn compile(
     if diags.iter().any(Diagnostic::is_error) {
         return Err(diags);
     }
-    // One pod at a time: plan, render, then drop what rendering consumed,
-    // so peak memory is the input plus the output, not every stage at once.
+    // Pods are independent once validated: plan and render them on every
+    // core. Each worker drops what rendering consumed as it goes, so peak
+    // memory is the input plus the output, not every stage at once.
     let valid_pods = std::mem::take(&mut validated.pods);
+    let outcomes = parallel_map(valid_pods, |vp| {
+        let mut p = plan::plan_one(&vp, &validated, target, images)?;
+        let rendered = p.errors.is_empty().then(|| render::render(templates, &p));
+        for u in &mut p.units {
+            u.ctx = serde_json::Value::Null;
+        }
+        Ok((p, rendered))
+    });
     let mut skipped = Vec::new();
-    let mut pods = Vec::with_capacity(valid_pods.len());
+    let mut pods = Vec::with_capacity(outcomes.len());
     // Notes that say the same thing (one missing image used by ten
     // containers) are shown once, at their first place, with a count.
     let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
-    for vp in valid_pods {
-        let mut p = match plan::plan_one(&vp, &validated, target, images) {
-            Ok(p) => p,
+    for outcome in outcomes {
+        let (p, rendered) = match outcome {
+            Ok(x) => x,
             Err(s) => {
                 skipped.push(s);
                 continue;
             }
         };
-        drop(vp);
         let at = Pos { line: 1, column: 1 };
         for e in &p.errors {
             diags.push(Diagnostic::error(
@@ -88,17 +133,10 @@ pub fn compile(
                 }
             }
         }
-        if !p.errors.is_empty() {
-            continue;
-        }
-        match render::render(templates, &p) {
-            Ok(units) => {
-                for u in &mut p.units {
-                    u.ctx = serde_json::Value::Null;
-                }
-                pods.push(CompiledPod { plan: p, units })
-            }
-            Err(e) => diags.push(Diagnostic::error(&p.file, at, "", e)),
+        match rendered {
+            None => {}
+            Some(Ok(units)) => pods.push(CompiledPod { plan: p, units }),
+            Some(Err(e)) => diags.push(Diagnostic::error(&p.file, at, "", e)),
         }
     }
     for (idx, count) in seen.into_values() {

@@ -77,8 +77,9 @@ pub struct ImageConfig {
     pub digest: Option<String>,
 }
 
-/// Looks up image configs (the image store implements this).
-pub trait Images {
+/// Looks up image configs (the image store implements this). Shared by
+/// the threads that plan pods in parallel.
+pub trait Images: Sync {
     fn config(&self, image: &str) -> Option<ImageConfig>;
 }
 
@@ -271,8 +272,11 @@ struct ContainerCtx {
     cpu_quota_percent: Option<u64>,
     cpu_weight: Option<u64>,
     exec_start: Vec<String>,
-    /// Mounts the container's root filesystem (overlay over the image).
+    /// Mounts the container's root filesystem (overlay over the image);
+    /// run by the infra unit, not rendered here.
+    #[serde(skip)]
     rootfs_mount: Vec<String>,
+    #[serde(skip)]
     rootfs_umount: Vec<String>,
     post_start: Option<HookCmd>,
     pre_stop: Option<HookCmd>,
@@ -419,11 +423,6 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
 
     // Pod-level totals on the slice: only when every container has a limit,
     // as Kubernetes does for the pod cgroup.
-    let all: Vec<&Container> = spec
-        .init_containers
-        .iter()
-        .chain(&spec.containers)
-        .collect();
     let total = |mem: bool| -> Option<u64> {
         let mut sum: u64 = 0;
         for c in spec.containers.iter().chain(
@@ -498,24 +497,18 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
         setup.push(volumes("setup"));
         teardown.push(volumes("teardown"));
     }
-    units.push(UnitPlan {
-        name: pc.infra.clone(),
-        template: "infra.service",
-        ctx: to_json(&InfraCtx {
-            pod: pc.clone(),
-            argv,
-            setup,
-            teardown,
-            grace,
-        }),
-    });
+    // The infra unit is rendered once the containers are planned: it also
+    // mounts their root filesystems (it has no RootDirectory=, which on
+    // systemd 252 applies even to `+` commands of the container units).
+    let infra_at = units.len();
 
     // Containers, in Kubernetes' start order: init containers (and
     // sidecars) one by one, then app containers one by one.
     let mut prev: Vec<String> = vec![pc.infra.clone()];
     let mut last_init: Option<String> = None;
     let mut started_after = pc.infra.clone();
-    let _ = &all;
+    let mut rootfs_setup = Vec::new();
+    let mut rootfs_teardown = Vec::new();
     for (i, c) in spec.init_containers.iter().enumerate() {
         let unit = container_unit_name(&id, &c.name);
         let role = if c.restart_policy.is_some() {
@@ -544,6 +537,8 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
             &mut errors,
             &format!("/spec/initContainers/{i}"),
         );
+        rootfs_setup.push(ctx.rootfs_mount.clone());
+        rootfs_teardown.push(ctx.rootfs_umount.clone());
         units.push(UnitPlan {
             name: unit.clone(),
             template: "container.service",
@@ -575,6 +570,8 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
             &mut errors,
             &format!("/spec/containers/{i}"),
         );
+        rootfs_setup.push(ctx.rootfs_mount.clone());
+        rootfs_teardown.push(ctx.rootfs_umount.clone());
         units.push(UnitPlan {
             name: unit.clone(),
             template: "container.service",
@@ -587,6 +584,39 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
     for vol in &spec.volumes {
         plan_volume_files(vol, v, &ns, &mut files);
     }
+    if !spec.volumes.is_empty() {
+        // What `podc volumes setup` (the infra unit's ExecStartPre=) must
+        // prepare before any container starts. Names and modes only: the
+        // data itself is in the data files beside it.
+        let specs: Vec<VolumeSpec> = spec
+            .volumes
+            .iter()
+            .map(|vol| volume_spec(vol, &pc, &files))
+            .collect();
+        let json =
+            serde_json::to_vec_pretty(&serde_json::json!({ "volumes": specs })).unwrap_or_default();
+        files.push(DataFile {
+            path: "volumes.json".into(),
+            mode: 0o644,
+            secret: false,
+            content: json,
+        });
+    }
+
+    units.insert(
+        infra_at,
+        UnitPlan {
+            name: pc.infra.clone(),
+            template: "infra.service",
+            ctx: to_json(&InfraCtx {
+                pod: pc.clone(),
+                argv,
+                setup: [setup, rootfs_setup].concat(),
+                teardown: [rootfs_teardown, teardown].concat(),
+                grace,
+            }),
+        },
+    );
 
     units.push(UnitPlan {
         name: pc.target.clone(),
@@ -1012,16 +1042,23 @@ fn container_ctx(
                 ),
             };
         }
-        if let Some(g) = &h.http_get {
-            helper.push("http-get".into());
+        // Probing actions enter the pod's network namespace (none with
+        // hostNetwork) and target the pod's address by default.
+        let mut probe = |action: &str, host: &Option<String>, port: &IntOrString| {
+            helper.push(action.into());
             if let Some(n) = &netns {
                 helper.extend(["--netns".into(), n.clone()]);
             }
             helper.extend([
                 "--host".into(),
-                g.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
+                host.clone().unwrap_or_else(|| "127.0.0.1".into()),
                 "--port".into(),
-                pod_port(&g.port),
+                pod_port(port),
+            ]);
+        };
+        if let Some(g) = &h.http_get {
+            probe("http-get", &g.host, &g.port);
+            helper.extend([
                 "--path".into(),
                 g.path.clone().unwrap_or_else(|| "/".into()),
             ]);
@@ -1032,16 +1069,7 @@ fn container_ctx(
                 helper.extend(["--header".into(), format!("{}: {}", hd.name, hd.value)]);
             }
         } else if let Some(s) = &h.tcp_socket {
-            helper.push("tcp-socket".into());
-            if let Some(n) = &netns {
-                helper.extend(["--netns".into(), n.clone()]);
-            }
-            helper.extend([
-                "--host".into(),
-                s.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
-                "--port".into(),
-                pod_port(&s.port),
-            ]);
+            probe("tcp-socket", &s.host, &s.port);
         } else if let Some(s) = &h.sleep {
             helper.extend(["sleep".into(), s.seconds.to_string()]);
         }
@@ -1248,6 +1276,85 @@ fn volume_host_path(vol: &Volume, pc: &PodCtx) -> String {
 
 /// File name → content.
 type Files = BTreeMap<String, Vec<u8>>;
+
+/// One volume as `podc volumes setup` prepares it (`volumes.json`).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSpec {
+    pub name: String,
+    /// Where the volume lives on the host (what containers bind).
+    pub location: String,
+    /// `emptyDir` (a directory, or with `tmpfs` a tmpfs), `hostPath`,
+    /// `configMap` or `secret`.
+    pub kind: &'static str,
+    /// emptyDir `medium: Memory`, and every configMap/secret volume.
+    pub tmpfs: bool,
+    /// emptyDir `sizeLimit` in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_limit: Option<u64>,
+    /// hostPath `type` (`""` when unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_path_type: Option<&'static str>,
+    /// configMap/secret: files to copy from `data/<source>` with their modes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<VolumeFile>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct VolumeFile {
+    /// Relative to `data/` in the pod's state directory.
+    pub source: String,
+    /// Relative to the volume.
+    pub path: String,
+    pub mode: u32,
+}
+
+fn volume_spec(vol: &Volume, pc: &PodCtx, files: &[DataFile]) -> VolumeSpec {
+    let mut spec = VolumeSpec {
+        name: vol.name.clone(),
+        location: volume_host_path(vol, pc),
+        kind: "emptyDir",
+        tmpfs: false,
+        size_limit: None,
+        host_path_type: None,
+        files: Vec::new(),
+    };
+    if let Some(ed) = &vol.empty_dir {
+        spec.tmpfs = ed.medium == Some(StorageMedium::Memory);
+        spec.size_limit = quantity_of(&ed.size_limit, true);
+    } else if let Some(hp) = &vol.host_path {
+        spec.kind = "hostPath";
+        spec.host_path_type = Some(match hp.type_.unwrap_or(HostPathType::Unset) {
+            HostPathType::Unset => "",
+            HostPathType::DirectoryOrCreate => "DirectoryOrCreate",
+            HostPathType::Directory => "Directory",
+            HostPathType::FileOrCreate => "FileOrCreate",
+            HostPathType::File => "File",
+            HostPathType::Socket => "Socket",
+            HostPathType::CharDevice => "CharDevice",
+            HostPathType::BlockDevice => "BlockDevice",
+        });
+    } else {
+        spec.kind = if vol.secret.is_some() {
+            "secret"
+        } else {
+            "configMap"
+        };
+        spec.tmpfs = true;
+        let prefix = format!("volumes/{}/", vol.name);
+        spec.files = files
+            .iter()
+            .filter_map(|f| {
+                f.path.strip_prefix(&prefix).map(|rel| VolumeFile {
+                    source: f.path.clone(),
+                    path: rel.to_string(),
+                    mode: f.mode,
+                })
+            })
+            .collect();
+    }
+    spec
+}
 
 /// ConfigMap and Secret volume content, as files under `data/volumes/`.
 fn plan_volume_files(vol: &Volume, v: &Validated, ns: &str, files: &mut Vec<DataFile>) {

@@ -31,13 +31,8 @@ pub const TEMPLATES: &[(&str, &str)] = &[
 pub struct RenderedUnit {
     pub name: String,
     pub text: String,
-}
-
-impl RenderedUnit {
     /// `sha256:<hex>` of the text, recorded in the inventory.
-    pub fn hash(&self) -> String {
-        format!("sha256:{:x}", Sha256::digest(self.text.as_bytes()))
-    }
+    pub hash: String,
 }
 
 /// The template environment: built-ins, optionally overridden from `dir`
@@ -187,6 +182,7 @@ pub fn render(env: &Environment, plan: &PodPlan) -> Result<Vec<RenderedUnit>, St
             let text = format!("{}\n", text.trim_end());
             Ok(RenderedUnit {
                 name: u.name.clone(),
+                hash: format!("sha256:{:x}", Sha256::digest(text.as_bytes())),
                 text,
             })
         })

@@ -793,23 +793,17 @@ fn check_pod(r: &mut Report, pod: &Pod, refs: &Validated) {
                 format!("volume name \"{}\" is used twice", v.name),
             );
         }
-        let sources = [
-            v.empty_dir.is_some(),
-            v.host_path.is_some(),
-            v.config_map.is_some(),
-            v.secret.is_some(),
-        ]
-        .iter()
-        .filter(|b| **b)
-        .count();
-        if sources != 1 {
-            r.err(
-                &p,
-                format!(
-                    "a volume needs exactly one source (emptyDir, hostPath, configMap or secret); found {sources}"
-                ),
-            );
-        }
+        exactly_one(
+            r,
+            &p,
+            "a volume needs exactly one source (emptyDir, hostPath, configMap or secret)",
+            &[
+                v.empty_dir.is_some(),
+                v.host_path.is_some(),
+                v.config_map.is_some(),
+                v.secret.is_some(),
+            ],
+        );
         if let Some(ed) = &v.empty_dir {
             if let Some(q) = &ed.size_limit {
                 check_quantity(r, &format!("{p}/emptyDir/sizeLimit"), &q.0, true);
@@ -976,24 +970,27 @@ fn check_quantity(r: &mut Report, ptr: &str, text: &str, memory: bool) -> Option
     }
 }
 
-fn check_handler(r: &mut Report, p: &str, h: &Handler, c: &Container) {
-    let n = [
-        h.exec.is_some(),
-        h.http_get.is_some(),
-        h.tcp_socket.is_some(),
-        h.sleep.is_some(),
-    ]
-    .iter()
-    .filter(|b| **b)
-    .count();
+/// Report `what` at `p` unless exactly one of `set` is true (Kubernetes'
+/// one-of fields: volume sources, handler actions, `valueFrom`).
+fn exactly_one(r: &mut Report, p: &str, what: &str, set: &[bool]) {
+    let n = set.iter().filter(|b| **b).count();
     if n != 1 {
-        r.err(
-            p,
-            format!(
-                "a handler needs exactly one action (exec, httpGet, tcpSocket or sleep); found {n}"
-            ),
-        );
+        r.err(p, format!("{what}; found {n}"));
     }
+}
+
+fn check_handler(r: &mut Report, p: &str, h: &Handler, c: &Container) {
+    exactly_one(
+        r,
+        p,
+        "a handler needs exactly one action (exec, httpGet, tcpSocket or sleep)",
+        &[
+            h.exec.is_some(),
+            h.http_get.is_some(),
+            h.tcp_socket.is_some(),
+            h.sleep.is_some(),
+        ],
+    );
     let port = h
         .http_get
         .as_ref()
@@ -1183,20 +1180,16 @@ fn check_container(
                 "may not be set together with value",
             );
         }
-        let n = [
-            from.config_map_key_ref.is_some(),
-            from.secret_key_ref.is_some(),
-            from.field_ref.is_some(),
-        ]
-        .iter()
-        .filter(|b| **b)
-        .count();
-        if n != 1 {
-            r.err(
-                &format!("{ep}/valueFrom"),
-                format!("valueFrom needs exactly one of configMapKeyRef, secretKeyRef, fieldRef; found {n}"),
-            );
-        }
+        exactly_one(
+            r,
+            &format!("{ep}/valueFrom"),
+            "valueFrom needs exactly one of configMapKeyRef, secretKeyRef, fieldRef",
+            &[
+                from.config_map_key_ref.is_some(),
+                from.secret_key_ref.is_some(),
+                from.field_ref.is_some(),
+            ],
+        );
         if let Some(k) = &from.config_map_key_ref {
             let keys: Option<BTreeSet<String>> = refs
                 .config_maps
@@ -1250,13 +1243,12 @@ fn check_container(
     }
     for (j, e) in c.env_from.iter().enumerate() {
         let ep = format!("{p}/envFrom/{j}");
-        let n = e.config_map_ref.is_some() as usize + e.secret_ref.is_some() as usize;
-        if n != 1 {
-            r.err(
-                &ep,
-                format!("envFrom needs exactly one of configMapRef, secretRef; found {n}"),
-            );
-        }
+        exactly_one(
+            r,
+            &ep,
+            "envFrom needs exactly one of configMapRef, secretRef",
+            &[e.config_map_ref.is_some(), e.secret_ref.is_some()],
+        );
         if let Some(pre) = &e.prefix {
             if let Err(m) = names::env_var_name(pre) {
                 r.err(&format!("{ep}/prefix"), m);

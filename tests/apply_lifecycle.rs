@@ -184,18 +184,26 @@ fn delete_leaves_nothing_behind() -> Result {
     p.rootfs("gone", &["app"]);
     p.manifest(
         "/srv/gone.yaml",
-        &pod_yaml(
+        &(String::from(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: gone-cfg\ndata:\n  greeting: hello from a configmap\n---\n",
+        ) + &pod_yaml(
             "gone",
-            "  shareProcessNamespace: true\n  volumes:\n  - name: scratch\n    emptyDir: {}\n",
+            "  shareProcessNamespace: true\n  volumes:\n  - name: scratch\n    emptyDir: {}\n  - name: mem\n    emptyDir: {medium: Memory}\n  - name: cfg\n    configMap: {name: gone-cfg, defaultMode: 0640}\n  - name: made\n    hostPath: {path: /run/made-by-podc, type: DirectoryOrCreate}\n",
             &[("app", "exec sleep 1000")],
         )
         .replace(
             "    command:",
-            "    volumeMounts: [{name: scratch, mountPath: /scratch}]\n    command:",
-        ),
+            "    volumeMounts: [{name: scratch, mountPath: /scratch}, {name: mem, mountPath: /mem}, {name: cfg, mountPath: /cfg}, {name: made, mountPath: /made}]\n    command:",
+        )),
     );
     p.apply_ok("/srv/gone.yaml", &[]);
     assert!(p.sd.path("/run/podc/pods/default_gone/ns/net").exists());
+    // Volumes as the infra unit's `podc volumes setup` prepared them.
+    let got = p.run_ok(&[
+        "exec", "gone", "--", "sh", "-c",
+        "cat /cfg/greeting; echo; stat -c %a /cfg/greeting /scratch /mem; touch /scratch/x /mem/y /made/z && echo writable",
+    ]);
+    assert_eq!(got, "hello from a configmap\n640\n777\n777\nwritable\n");
     let before = p.sd.sh_ok("cat /proc/self/mountinfo");
     assert!(
         before.contains("default_gone"),

@@ -157,6 +157,31 @@ impl Store {
     }
 }
 
+/// The compiler reads image configs from the store: ENTRYPOINT/CMD, ENV,
+/// WorkingDir, User and StopSignal, and the digest that pins the image in
+/// the unit. A reference the store cannot resolve counts as absent.
+impl crate::plan::Images for Store {
+    fn config(&self, image: &str) -> Option<crate::plan::ImageConfig> {
+        let img = self.resolve(image).ok().flatten()?;
+        let c = &img.config;
+        Some(crate::plan::ImageConfig {
+            entrypoint: c.entrypoint.clone().unwrap_or_default(),
+            cmd: c.cmd.clone().unwrap_or_default(),
+            env: c
+                .env
+                .iter()
+                .flatten()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            working_dir: c.working_dir.clone(),
+            user: c.user.clone(),
+            stop_signal: c.stop_signal.clone(),
+            digest: Some(img.digest.as_str().to_string()),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
