@@ -18,18 +18,10 @@ pub const TEMPLATES: &str = "/run/podc-test-templates";
 /// The compile flags every apply/diff in these tests uses.
 pub const TARGET_FLAGS: [&str; 4] = ["--libexec-dir", LIBEXEC, "--templates", TEMPLATES];
 
-/// The built-in container template without the rootfs
-/// `ExecStartPre=+podc rootfs mount` / `ExecStopPost=+... umount` lines:
-/// on systemd 252 `RootDirectory=` applies to `+` commands too (only
-/// `RootDirectoryStartOnly=yes` exempts them), so the mount helper is
-/// looked up inside the not yet mounted root and fails with 203/EXEC
-/// (checked here). The tests provision plain busybox roots instead.
+/// The built-in container template, the base of tests' overrides
+/// (`tests/apply_hooks.rs`); the other tests install it unchanged.
 pub fn container_template() -> String {
-    include_str!("../../templates/container.service")
-        .lines()
-        .filter(|l| !l.contains("rootfs_mount") && !l.contains("rootfs_umount"))
-        .map(|l| format!("{l}\n"))
-        .collect()
+    include_str!("../../templates/container.service").to_string()
 }
 
 pub struct Podc {
