@@ -307,6 +307,15 @@ pub fn apply(
         entry.units = want;
         unit_changed |=
             install::install_pod(paths, d).map_err(err(&format!("installing pod {}", it.key)))?;
+        if paths.runtime && !entry.enabled.is_empty() {
+            // Moved from a persistent install: drop its enable link.
+            let _ = sd.disable_unit_files(&[d.target.as_str()], false);
+            for l in std::mem::take(&mut entry.enabled) {
+                if let Ok(p) = crate::output::confined(&old_dir, &l) {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+        }
         if !paths.runtime {
             sd.enable_unit_files(&[d.target.as_str()], false, true)
                 .map_err(err(&format!("enabling {}", d.target)))?;

@@ -282,6 +282,27 @@ fn apply_installs_a_podc_build_and_runtime_pods_go_under_run() -> Result {
         .path("/etc/systemd/system/multi-user.target.wants/podc_default_eph.target")
         .symlink_metadata()
         .is_err());
+    // The persistent pod moved to --runtime: units under /run, no enable link left.
+    let mut moved = vec!["apply", "-f", "/srv/built", "--runtime"];
+    moved.extend(support::podc::TARGET_FLAGS);
+    let out = p.run_ok(&moved);
+    assert!(
+        out.contains("pod default/built recreated: Running 1/1 ready"),
+        "{out}"
+    );
+    assert!(p
+        .sd
+        .path("/run/systemd/system/podc_default_built.target")
+        .exists());
+    assert!(!p
+        .sd
+        .path("/etc/systemd/system/podc_default_built.target")
+        .exists());
+    assert!(p
+        .sd
+        .path("/etc/systemd/system/multi-user.target.wants/podc_default_built.target")
+        .symlink_metadata()
+        .is_err());
     p.run_ok(&["delete", "eph"]);
     assert!(!p
         .sd
