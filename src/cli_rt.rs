@@ -194,36 +194,6 @@ pub enum HookCommand {
 }
 
 #[derive(clap::Subcommand)]
-pub enum VolumesCommand {
-    Setup {
-        #[arg(long)]
-        state_dir: PathBuf,
-        #[arg(long)]
-        run_dir: PathBuf,
-    },
-    Teardown {
-        #[arg(long)]
-        state_dir: PathBuf,
-        #[arg(long)]
-        run_dir: PathBuf,
-    },
-}
-
-pub fn volumes(v: VolumesCommand) -> ExitCode {
-    let r = match v {
-        VolumesCommand::Setup { state_dir, run_dir } => podc::volumes::setup(&state_dir, &run_dir),
-        VolumesCommand::Teardown { run_dir, .. } => podc::volumes::teardown(&run_dir),
-    };
-    match r {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("podc volumes: {e}");
-            ExitCode::from(EXIT_FAILED)
-        }
-    }
-}
-
-#[derive(clap::Subcommand)]
 pub enum RootfsCommand {
     Mount {
         #[arg(long)]

@@ -54,12 +54,32 @@ enum Command {
     /// Container root filesystems, run by container units.
     #[command(subcommand, hide = true)]
     Rootfs(cli_rt::RootfsCommand),
-    /// Pod volumes, set up and torn down by the infra unit.
-    #[command(subcommand, hide = true)]
-    Volumes(cli_rt::VolumesCommand),
     /// Manage images: import, pull, ls, inspect, export, rm, prune.
     #[command(subcommand)]
     Image(podc::image::cli::ImageCommand),
+    /// Prepare or undo a pod's volumes (run by the pod's infra unit).
+    #[command(subcommand, hide = true)]
+    Volumes(VolumesCommand),
+}
+
+#[derive(Subcommand)]
+enum VolumesCommand {
+    /// Create emptyDirs, mount tmpfs volumes, fill ConfigMap/Secret volumes,
+    /// check hostPath types (infra unit ExecStartPre=).
+    Setup(VolumesArgs),
+    /// Unmount the pod's tmpfs volumes and remove its run dir (infra unit
+    /// ExecStopPost=).
+    Teardown(VolumesArgs),
+}
+
+#[derive(clap::Args)]
+struct VolumesArgs {
+    /// The pod's state directory (`data/volumes.json` inside).
+    #[arg(long, value_name = "DIR")]
+    state_dir: PathBuf,
+    /// The pod's volume run directory (tmpfs volumes live below it).
+    #[arg(long, value_name = "DIR")]
+    run_dir: PathBuf,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -139,7 +159,6 @@ fn main() -> ExitCode {
         Command::Exec(a) => cli_rt::exec(&cli.root, a),
         Command::Hook(a) => cli_rt::hook(a),
         Command::Rootfs(a) => cli_rt::rootfs(&cli.root, a),
-        Command::Volumes(a) => cli_rt::volumes(a),
         Command::Image(cmd) => match podc::image::cli::run(cmd, &cli.root) {
             Ok(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
             Err(e) => {
@@ -147,6 +166,26 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_INVALID)
             }
         },
+        Command::Volumes(cmd) => {
+            let (what, r) = match cmd {
+                VolumesCommand::Setup(a) => {
+                    ("setup", podc::volumes::setup(&a.state_dir, &a.run_dir))
+                }
+                VolumesCommand::Teardown(a) => (
+                    "teardown",
+                    podc::volumes::teardown(&a.state_dir, &a.run_dir),
+                ),
+            };
+            match r {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    for line in format!("{e:#}").lines() {
+                        eprintln!("podc volumes {what}: {line}");
+                    }
+                    ExitCode::from(EXIT_INVALID)
+                }
+            }
+        }
     }
 }
 

@@ -223,12 +223,9 @@ struct InfraCtx {
     grace: i64,
 }
 
-/// A lifecycle hook as systemd runs it.
+/// A lifecycle hook as systemd runs it, inside the container's sandbox.
 #[derive(Clone, Debug, Serialize)]
 struct HookCmd {
-    /// `+` runs it outside the container's sandbox (probing helpers);
-    /// empty runs it inside, like the container.
-    prefix: &'static str,
     argv: Vec<String>,
 }
 
@@ -278,6 +275,9 @@ struct ContainerCtx {
     rootfs_mount: Vec<String>,
     #[serde(skip)]
     rootfs_umount: Vec<String>,
+    /// subPaths the volume setup must pin for this container.
+    #[serde(skip)]
+    sub_paths: Vec<SubPathPin>,
     post_start: Option<HookCmd>,
     pre_stop: Option<HookCmd>,
     stop_signal: Option<String>,
@@ -509,6 +509,7 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
     let mut started_after = pc.infra.clone();
     let mut rootfs_setup = Vec::new();
     let mut rootfs_teardown = Vec::new();
+    let mut pins: Vec<SubPathPin> = Vec::new();
     for (i, c) in spec.init_containers.iter().enumerate() {
         let unit = container_unit_name(&id, &c.name);
         let role = if c.restart_policy.is_some() {
@@ -539,6 +540,7 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
         );
         rootfs_setup.push(ctx.rootfs_mount.clone());
         rootfs_teardown.push(ctx.rootfs_umount.clone());
+        pins.extend(ctx.sub_paths.iter().cloned());
         units.push(UnitPlan {
             name: unit.clone(),
             template: "container.service",
@@ -572,6 +574,7 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
         );
         rootfs_setup.push(ctx.rootfs_mount.clone());
         rootfs_teardown.push(ctx.rootfs_umount.clone());
+        pins.extend(ctx.sub_paths.iter().cloned());
         units.push(UnitPlan {
             name: unit.clone(),
             template: "container.service",
@@ -591,7 +594,7 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
         let specs: Vec<VolumeSpec> = spec
             .volumes
             .iter()
-            .map(|vol| volume_spec(vol, &pc, &files))
+            .map(|vol| volume_spec(vol, &pc, &files, &pins))
             .collect();
         let json =
             serde_json::to_vec_pretty(&serde_json::json!({ "volumes": specs })).unwrap_or_default();
@@ -1029,11 +1032,13 @@ fn container_ctx(
                     .map_or_else(|| name.clone(), |cp| cp.container_port.to_string()),
             }
         };
-        let mut helper = vec![format!("{}/podc", t.libexec_dir), "hook".into()];
-        let netns = (!spec.host_network).then(|| format!("{}/ns/net", pc.run_dir));
+        // httpGet/tcpSocket/sleep run podc's static helper inside the
+        // container's root (bound at /.podc): on systemd 252 a `+` command
+        // is still chrooted by RootDirectory=, so a host binary cannot run.
+        // The unit is already in the pod's network namespace.
+        let mut helper = vec![format!("{JOINER_ROOT}/podc-pause"), "hook".into()];
         if let Some(e) = &h.exec {
             return HookCmd {
-                prefix: "",
                 argv: wrap(
                     e.command
                         .iter()
@@ -1042,13 +1047,9 @@ fn container_ctx(
                 ),
             };
         }
-        // Probing actions enter the pod's network namespace (none with
-        // hostNetwork) and target the pod's address by default.
+        // Probing actions target the pod's address by default.
         let mut probe = |action: &str, host: &Option<String>, port: &IntOrString| {
             helper.push(action.into());
-            if let Some(n) = &netns {
-                helper.extend(["--netns".into(), n.clone()]);
-            }
             helper.extend([
                 "--host".into(),
                 host.clone().unwrap_or_else(|| "127.0.0.1".into()),
@@ -1073,10 +1074,7 @@ fn container_ctx(
         } else if let Some(s) = &h.sleep {
             helper.extend(["sleep".into(), s.seconds.to_string()]);
         }
-        HookCmd {
-            prefix: "+",
-            argv: helper,
-        }
+        HookCmd { argv: helper }
     };
     let post_start = c
         .lifecycle
@@ -1103,20 +1101,37 @@ fn container_ctx(
         format!("{}/resolv.conf", pc.run_dir),
         "/etc/resolv.conf".to_string(),
     ));
-    if use_joiner {
+    let helper_hook = c.lifecycle.iter().any(|l| {
+        [&l.post_start, &l.pre_stop]
+            .into_iter()
+            .flatten()
+            .any(|h| h.exec.is_none())
+    });
+    if use_joiner || helper_hook {
         binds_ro.push((
             format!("{}/podc-pause", t.libexec_dir),
             format!("{JOINER_ROOT}/podc-pause"),
         ));
+    }
+    if use_joiner {
         binds_ro.push((pc.run_dir.clone(), format!("{JOINER_ROOT}/pod")));
     }
-    for m in &c.volume_mounts {
+    let mut sub_paths = Vec::new();
+    for (j, m) in c.volume_mounts.iter().enumerate() {
         let Some(vol) = spec.volumes.iter().find(|v| v.name == m.name) else {
             continue;
         };
         let mut src = volume_host_path(vol, pc);
         if let Some(sp) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
-            src = format!("{src}/{sp}");
+            // Never `volume/subPath`: systemd would follow a symlink a
+            // container planted there. The volume setup resolves it without
+            // following symlinks and pins it; the container binds the pin.
+            src = format!("{}/.subpath/{}-{j}", pc.volumes_run_dir, c.name);
+            sub_paths.push(SubPathPin {
+                volume: vol.name.clone(),
+                path: sp.to_string(),
+                pin: src.clone(),
+            });
         }
         let ro = m.read_only || vol.config_map.is_some() || vol.secret.is_some();
         if ro {
@@ -1250,6 +1265,7 @@ fn container_ctx(
         exec_start,
         rootfs_mount,
         rootfs_umount,
+        sub_paths,
         post_start,
         pre_stop,
         stop_signal: img.stop_signal.clone(),
@@ -1298,6 +1314,24 @@ pub struct VolumeSpec {
     /// configMap/secret: files to copy from `data/<source>` with their modes.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<VolumeFile>,
+    /// volumeMounts' subPaths into this volume, pinned by the setup.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sub_paths: Vec<SubPath>,
+}
+
+/// A subPath resolved safely by the volume setup and bind-mounted at `pin`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SubPath {
+    pub path: String,
+    pub pin: String,
+}
+
+/// A subPath of one container's mount, before it is grouped by volume.
+#[derive(Clone, Debug)]
+struct SubPathPin {
+    volume: String,
+    path: String,
+    pin: String,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -1309,7 +1343,7 @@ pub struct VolumeFile {
     pub mode: u32,
 }
 
-fn volume_spec(vol: &Volume, pc: &PodCtx, files: &[DataFile]) -> VolumeSpec {
+fn volume_spec(vol: &Volume, pc: &PodCtx, files: &[DataFile], pins: &[SubPathPin]) -> VolumeSpec {
     let mut spec = VolumeSpec {
         name: vol.name.clone(),
         location: volume_host_path(vol, pc),
@@ -1318,6 +1352,14 @@ fn volume_spec(vol: &Volume, pc: &PodCtx, files: &[DataFile]) -> VolumeSpec {
         size_limit: None,
         host_path_type: None,
         files: Vec::new(),
+        sub_paths: pins
+            .iter()
+            .filter(|p| p.volume == vol.name)
+            .map(|p| SubPath {
+                path: p.path.clone(),
+                pin: p.pin.clone(),
+            })
+            .collect(),
     };
     if let Some(ed) = &vol.empty_dir {
         spec.tmpfs = ed.medium == Some(StorageMedium::Memory);

@@ -391,3 +391,32 @@ fn native_directives_for_newer_systemd() {
     assert!(text.contains("ExecStart=\"/bin/sleep\" \"60\"\n"), "{text}");
     assert!(!text.contains("podc-pause"), "{text}");
 }
+
+#[test]
+fn sub_paths_are_bound_through_pins_the_volume_setup_makes() {
+    let pod = POD.replace(
+        "spec:\n",
+        "spec:\n  volumes:\n  - name: data\n    emptyDir: {}\n",
+    )
+        + "    volumeMounts:\n    - name: data\n      mountPath: /logs\n      subPath: app/logs\n";
+    let t = Test::new().file("a.yaml", &pod);
+    let dir = t.dir.clone();
+    t.args(&["build", "-o", "out", "a.yaml"]).run();
+    let unit = fs::read_to_string(dir.join("out/units/podc_default_web_app.service")).unwrap();
+    assert!(
+        unit.contains("BindPaths=\"/run/podc/volumes/default_web/.subpath/app-0\":\"/logs\"\n"),
+        "{unit}"
+    );
+    assert!(
+        !unit.contains("app/logs"),
+        "the unit must not bind volume/subPath: {unit}"
+    );
+    let spec: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(dir.join("out/pods/default_web/data/volumes.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        spec["volumes"][0]["subPaths"],
+        serde_json::json!([{"path": "app/logs", "pin": "/run/podc/volumes/default_web/.subpath/app-0"}])
+    );
+}

@@ -36,8 +36,17 @@ use std::time::{Duration, Instant};
 
 const SYSTEMD: &str = "/lib/systemd/systemd";
 
-/// Directories covered by a fresh tmpfs in every instance.
-const DEFAULT_TMPFS: &[&str] = &["/run", "/tmp", "/etc/systemd/system", "/var/lib/podc"];
+/// Directories covered by a fresh tmpfs in every instance. `/var/log/journal`
+/// too: otherwise every instance's journald (all with the host's machine id)
+/// writes into the host's one persistent journal, and a test reading its
+/// unit's journal races the others.
+const DEFAULT_TMPFS: &[&str] = &[
+    "/run",
+    "/tmp",
+    "/etc/systemd/system",
+    "/var/lib/podc",
+    "/var/log/journal",
+];
 
 /// The boot script, run by `unshare` as PID 1 of the new namespaces.
 /// `$1` = instance name, `$2...` = directories to cover with tmpfs.
