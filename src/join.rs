@@ -21,7 +21,12 @@
 //!    adopts the child as main PID (`GuessMainPID=`: it is the only process
 //!    in the unit's cgroup whose parent is systemd). Because systemd is the
 //!    real parent, it gets the exit status (`ExecMainStatus=`) by `waitid`
-//!    as for any service. A plain fork would not do: when the joiner exits,
+//!    as for any service. The joiner stops the child at once and
+//!    exits only once it is stopped; the unit's first `ExecStartPost=` is
+//!    `podc-pause release ${MAINPID}`, which continues it. So the process
+//!    cannot exit before systemd has adopted it (a command that failed at
+//!    once would otherwise lose its exit status: systemd 252 then finds no
+//!    main PID and records success). A plain fork would not do: when the joiner exits,
 //!    its child would be reparented to the PID namespace's init (the pod's
 //!    pause), and systemd would never learn the exit status. No process
 //!    stays behind to monitor the container.
@@ -141,6 +146,52 @@ pub fn capability(name: &str) -> Option<u32> {
     let n = name.to_ascii_uppercase();
     let n = n.strip_prefix("CAP_").unwrap_or(&n);
     CAPABILITIES.iter().position(|c| *c == n).map(|i| i as u32)
+}
+
+/// Wait (bounded) until `pid` is in the stopped state. It is not our child
+/// (`CLONE_PARENT`), so `waitpid` cannot see it; `/proc/PID/stat` can.
+fn wait_stopped(pid: libc::pid_t) -> std::io::Result<()> {
+    let path = format!("/proc/{pid}/stat");
+    for _ in 0..10_000 {
+        let stat = std::fs::read_to_string(&path)?;
+        // "PID (comm) STATE ...": comm may hold spaces and parentheses.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().next());
+        match state {
+            Some("T") | Some("t") => return Ok(()),
+            Some("Z") | Some("X") => {
+                return Err(std::io::Error::other(
+                    "the container process died before it started",
+                ))
+            }
+            _ => std::thread::sleep(std::time::Duration::from_micros(500)),
+        }
+    }
+    Err(std::io::Error::other(
+        "the container process did not stop within 5 s",
+    ))
+}
+
+/// `podc-pause release PID`: continue a container process the joiner left
+/// stopped (see [`run`]); the unit's first `ExecStartPost=`, run once
+/// systemd knows the process as `$MAINPID`.
+pub fn release(args: &[OsString]) -> i32 {
+    let pid = match args {
+        [p] => p.to_str().and_then(|p| p.parse::<libc::pid_t>().ok()),
+        _ => None,
+    };
+    let Some(pid) = pid.filter(|p| *p > 1) else {
+        eprintln!("usage: podc-pause release PID");
+        return 2;
+    };
+    // SAFETY: plain kill(2).
+    if unsafe { libc::kill(pid, libc::SIGCONT) } != 0 {
+        let e = std::io::Error::last_os_error();
+        eprintln!("podc-pause release {pid}: {e}");
+        return 1;
+    }
+    0
 }
 
 /// Paths under /proc that container runtimes keep read-only.
@@ -283,6 +334,19 @@ pub fn run(cfg: &JoinConfig) -> i32 {
         } else {
             libc::CLONE_PARENT | libc::SIGCHLD
         };
+        // Handed to systemd, the child must not run before systemd has
+        // adopted it as MainPID: a command that exits at once would be gone
+        // before systemd looks, and its status lost (systemd 252 then
+        // records inactive/success). So the joiner stops the child (from
+        // here: as PID 1 of a new namespace it could not stop itself) and
+        // exits only once it is stopped; `podc-pause release ${MAINPID}`,
+        // the unit's first ExecStartPost=, continues it. The pipe keeps the
+        // child from running ahead before the stop lands.
+        let mut gate = [-1i32; 2];
+        // SAFETY: pipe2 fills the array we own.
+        if !cfg.wait && unsafe { libc::pipe2(gate.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return fail("pipe", std::io::Error::last_os_error());
+        }
         let r = unsafe {
             libc::syscall(
                 libc::SYS_clone,
@@ -295,9 +359,41 @@ pub fn run(cfg: &JoinConfig) -> i32 {
         };
         match r {
             -1 => return fail("clone", std::io::Error::last_os_error()),
-            0 => {} // the child goes on to exec
+            0 if !cfg.wait => {
+                // SAFETY: plain fd syscalls on the pipe's ends.
+                unsafe {
+                    libc::close(gate[1]);
+                    let mut b = 0u8;
+                    while libc::read(gate[0], (&mut b as *mut u8).cast(), 1) != 0 {
+                        if *libc::__errno_location() != libc::EINTR {
+                            break;
+                        }
+                    }
+                    libc::close(gate[0]);
+                }
+            }
+            0 => {} // a hook's child goes on to exec
             child if cfg.wait => return wait_exit_code(child as libc::pid_t),
-            _ => return 0, // the joiner: done, systemd adopts the child
+            child => {
+                let child = child as libc::pid_t;
+                // SAFETY: kill(2) of the child we just made; close our end.
+                unsafe {
+                    libc::close(gate[0]);
+                    libc::kill(child, libc::SIGSTOP);
+                }
+                let stopped = wait_stopped(child);
+                // SAFETY: closing our write end lets the child's read end
+                // once it is continued.
+                unsafe { libc::close(gate[1]) };
+                return match stopped {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        // SAFETY: plain kill(2) of our own child.
+                        unsafe { libc::kill(child, libc::SIGKILL) };
+                        fail("waiting for the container process to stop", e)
+                    }
+                };
+            }
         }
         if cfg.mount_proc {
             let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;

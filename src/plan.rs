@@ -269,6 +269,9 @@ struct ContainerCtx {
     cpu_quota_percent: Option<u64>,
     cpu_weight: Option<u64>,
     exec_start: Vec<String>,
+    /// `Type=forking` through the joiner: continue the stopped container
+    /// process once systemd has adopted it (the first `ExecStartPost=`).
+    release: Option<Vec<String>>,
     /// Mounts the container's root filesystem (overlay over the image);
     /// run by the infra unit, not rendered here.
     #[serde(skip)]
@@ -1262,6 +1265,13 @@ fn container_ctx(
         memory_min: req_mem,
         cpu_quota_percent: quantity_of(&limits.cpu, false).map(cpu_quota_percent),
         cpu_weight: req_cpu.map(cpu_weight),
+        release: (service_type == "forking").then(|| {
+            vec![
+                format!("{JOINER_ROOT}/podc-pause"),
+                "release".into(),
+                "\0MAINPID\0".into(),
+            ]
+        }),
         exec_start,
         rootfs_mount,
         rootfs_umount,

@@ -79,7 +79,7 @@ fn restart_policies_with_exit_1_and_exit_0() -> Result {
             &pod_yaml(
                 name,
                 &format!("  restartPolicy: {policy}\n"),
-                &[("c", &format!("sleep 0.5; echo bye; exit {code}"))],
+                &[("c", &format!("echo bye; exit {code}"))],
             ),
         );
     }
@@ -132,16 +132,12 @@ fn restart_policies_with_exit_1_and_exit_0() -> Result {
     Ok(())
 }
 
-/// A command that exits before systemd adopted it as the main process of
-/// the `Type=forking` unit (the joiner `clone(CLONE_PARENT)`s it and
-/// exits; systemd 252 guesses the main PID only then) loses its exit
-/// status: systemd says `Result=success`, so `restartPolicy: Never` shows
-/// Completed for an `exit 1`, and `OnFailure` does not restart it. The
-/// restart-policy test above therefore sleeps 0.5 s before exiting. This
-/// test shows the race; it fails with the current units (run with
-/// `--ignored`). The unit model must fix it (see docs/apply.md).
+/// A command that exits at once keeps its exit status: the joiner stops
+/// the container process until systemd has adopted it as the main process
+/// of the `Type=forking` unit (released by the unit's first
+/// `ExecStartPost=`). Without that, systemd 252 never saw the exit and said
+/// `Result=success`.
 #[test]
-#[ignore = "known race in the Type=forking unit shape: fast exits lose their status"]
 fn a_fast_exit_keeps_its_status() -> Result {
     let Some(p) = Podc::boot()? else {
         return Ok(());
@@ -151,9 +147,23 @@ fn a_fast_exit_keeps_its_status() -> Result {
         "/srv/fast.yaml",
         &pod_yaml("fast", "  restartPolicy: Never\n", &[("c", "exit 1")]),
     );
-    let _ = p.apply("/srv/fast.yaml", &[]);
+    let out = p.apply("/srv/fast.yaml", &[]);
     p.sd.sh_ok("for i in $(seq 100); do case $(systemctl show -P SubState podc_default_fast_c.service) in dead|failed) break;; esac; sleep 0.05; done");
     assert_eq!(p.prop("podc_default_fast_c.service", "Result"), "exit-code");
+    let j = pod_json(&p, "fast");
+    assert_eq!(j["status"]["phase"], "Failed", "{j}");
+    assert_eq!(
+        j["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 1,
+        "{j}"
+    );
+    let again = p.apply("/srv/fast.yaml", &[]);
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "{}\n{}",
+        show(&out),
+        show(&again)
+    );
     Ok(())
 }
 

@@ -12,6 +12,12 @@ const PAUSE: &str = "/run/podc-test/podc-pause";
 /// A container unit of pod `pod`: its own busybox root, the pod's files and
 /// ns dir and the static helper bound in, the command run through the joiner.
 fn container(pod: &str, name: &str, join_args: &str, script: &str, typ: &str) -> String {
+    // A forking container waits, stopped, until systemd has adopted it.
+    let release = if typ == "forking" {
+        "ExecStartPost=/.podc/podc-pause release ${MAINPID}\n"
+    } else {
+        ""
+    };
     format!(
         "[Unit]\nBindsTo={pod}-infra.service\nAfter={pod}-infra.service\n\n[Service]\n\
          Type={typ}\n\
@@ -22,7 +28,7 @@ fn container(pod: &str, name: &str, join_args: &str, script: &str, typ: &str) ->
          BindReadOnlyPaths={PAUSE}:/.podc/podc-pause /run/podc/pods/{pod}:/.podc/pod\n\
          BindReadOnlyPaths=/run/podc/pods/{pod}/hosts:/etc/hosts /run/podc/pods/{pod}/hostname:/etc/hostname\n\
          BindPaths=/run/jtest-out:/out\n\
-         ExecStart=/.podc/podc-pause join --uts /.podc/pod/ns/uts {join_args} -- /bin/sh -c '{script}'\n"
+         ExecStart=/.podc/podc-pause join --uts /.podc/pod/ns/uts {join_args} -- /bin/sh -c '{script}'\n{release}"
     )
 }
 
@@ -40,7 +46,7 @@ fn joiner_gives_pod_hostname_pid_namespace_and_user_under_root_directory() -> Re
     let pause = static_podc_pause();
     sd.copy_in(&pause, PAUSE)?;
     sd.sh_ok("mkdir -p /run/jtest-out && chmod 1777 /run/jtest-out");
-    for c in ["app", "side", "solo", "fail", "hooked"] {
+    for c in ["app", "side", "solo", "fail", "fastfail", "hooked"] {
         sd.busybox_rootfs(&format!("/var/lib/podc/rootfs/{c}"));
     }
     let pod = "jp";
@@ -92,10 +98,15 @@ fn joiner_gives_pod_hostname_pid_namespace_and_user_under_root_directory() -> Re
             hook("ps -o pid,args > /out/prestop.ps"),
         ),
     )?;
-    // Exit status of a joined container reaches systemd.
+    // Exit status of a joined container reaches systemd, also when the
+    // command exits at once (before the joiner's own exit is processed).
     sd.write_unit(
         "jp-fail.service",
         &container(pod, "fail", "--new-pid", "sleep 0.3; exit 3", "forking"),
+    )?;
+    sd.write_unit(
+        "jp-fastfail.service",
+        &container(pod, "fastfail", "--new-pid", "exit 4", "forking"),
     )?;
     sd.reload();
     sd.sh_ok("systemctl start jp-infra.service jp-app.service jp-side.service jp-solo.service");
@@ -190,6 +201,12 @@ fn joiner_gives_pod_hostname_pid_namespace_and_user_under_root_directory() -> Re
     );
     assert_eq!(prop(&sd, "jp-fail.service", "Result"), "exit-code");
     assert_eq!(prop(&sd, "jp-fail.service", "ExecMainStatus"), "3");
+    sd.sh("systemctl start jp-fastfail.service");
+    sd.sh_ok(
+        "for i in $(seq 100); do systemctl is-failed -q jp-fastfail.service && break; sleep 0.05; done",
+    );
+    assert_eq!(prop(&sd, "jp-fastfail.service", "Result"), "exit-code");
+    assert_eq!(prop(&sd, "jp-fastfail.service", "ExecMainStatus"), "4");
 
     sd.sh_ok("systemctl stop jp-infra.service");
     for unit in ["jp-app.service", "jp-side.service", "jp-solo.service"] {

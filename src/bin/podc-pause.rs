@@ -8,6 +8,8 @@
 //! - `podc-pause hook http-get|tcp-socket|sleep ...`: lifecycle hook handlers
 //!   (see `podc::hook`), runnable inside a container's root and network
 //!   namespace, where the dynamically linked `podc` cannot run.
+//! - `podc-pause release PID`: continue the container process the joiner
+//!   handed to systemd stopped (the unit's first `ExecStartPost=`).
 //!
 //! A separate binary rather than hidden `podc` subcommands: `podc` carries
 //! clap, serde, templates and D-Bus, is dynamically linked, and would cost
@@ -41,6 +43,7 @@ fn main() {
             args.remove(0);
             hook::run_args(args)
         }
+        "release" => join::release(&args[1..]),
         "-h" | "--help" => {
             println!("{}\n{}\n{}", infra::USAGE, join::USAGE, hook::USAGE);
             0
