@@ -14,7 +14,7 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "podc", version, about)]
 struct Cli {
-    /// State directory (image store, pod state).
+    /// State directory (image store, pod data, inventory).
     #[arg(
         long,
         global = true,
@@ -34,6 +34,26 @@ enum Command {
     Validate(ValidateArgs),
     /// Print the JSON schema podc validates manifests against.
     Schema,
+    /// Install pods as systemd units and start them (from build/ or -f).
+    Apply(cli_rt::ApplyArgs),
+    /// Show the unit-level diff apply would make: exit 0 same, 1 differs.
+    Diff(cli_rt::DiffArgs),
+    /// List pods and their status.
+    Get(cli_rt::GetArgs),
+    /// Show a pod in detail: phase, conditions, containers, journal.
+    Describe(cli_rt::DescribeArgs),
+    /// Stop pods gracefully and remove everything podc installed for them.
+    Delete(cli_rt::DeleteArgs),
+    /// Print a container's output (its journal).
+    Logs(cli_rt::LogsArgs),
+    /// Run a command inside a running container.
+    Exec(cli_rt::ExecArgs),
+    /// Lifecycle hook handlers run by container units.
+    #[command(subcommand, hide = true)]
+    Hook(cli_rt::HookCommand),
+    /// Container root filesystems, run by container units.
+    #[command(subcommand, hide = true)]
+    Rootfs(cli_rt::RootfsCommand),
     /// Manage images: import, pull, ls, inspect, export, rm, prune.
     #[command(subcommand)]
     Image(podc::image::cli::ImageCommand),
@@ -63,16 +83,16 @@ struct VolumesArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Format {
+pub(crate) enum Format {
     Text,
     Json,
 }
 
 #[derive(clap::Args)]
-struct Inputs {
+pub(crate) struct Inputs {
     /// Files or directories (searched for *.yaml, *.yml, *.json), or - for stdin.
     #[arg(required = true)]
-    paths: Vec<String>,
+    pub(crate) paths: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -99,7 +119,7 @@ struct BuildArgs {
 }
 
 #[derive(clap::Args)]
-struct TargetArgs {
+pub(crate) struct TargetArgs {
     /// Override built-in templates with files of the same name from DIR.
     #[arg(long, value_name = "DIR")]
     templates: Option<PathBuf>,
@@ -118,8 +138,8 @@ struct TargetArgs {
 }
 
 /// Exit codes: 0 OK, 1 invalid input, 2 usage error.
-const EXIT_INVALID: u8 = 1;
-const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_INVALID: u8 = 1;
+pub(crate) const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -130,6 +150,15 @@ fn main() -> ExitCode {
         }
         Command::Validate(a) => validate(a),
         Command::Build(a) => build(a, &cli.root),
+        Command::Apply(a) => cli_rt::apply(&cli.root, a),
+        Command::Diff(a) => cli_rt::diff(&cli.root, a),
+        Command::Get(a) => cli_rt::get(&cli.root, a),
+        Command::Describe(a) => cli_rt::describe(&cli.root, a),
+        Command::Delete(a) => cli_rt::delete(&cli.root, a),
+        Command::Logs(a) => cli_rt::logs(&cli.root, a),
+        Command::Exec(a) => cli_rt::exec(&cli.root, a),
+        Command::Hook(a) => cli_rt::hook(a),
+        Command::Rootfs(a) => cli_rt::rootfs(&cli.root, a),
         Command::Image(cmd) => match podc::image::cli::run(cmd, &cli.root) {
             Ok(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
             Err(e) => {
@@ -160,9 +189,11 @@ fn main() -> ExitCode {
     }
 }
 
+mod cli_rt;
+
 /// Read every input into sources; files that are not UTF-8 text become
 /// diagnostics. Unreadable paths are usage errors.
-fn read_inputs(inputs: &Inputs) -> Result<(Vec<Source>, Vec<Diagnostic>), String> {
+pub(crate) fn read_inputs(inputs: &Inputs) -> Result<(Vec<Source>, Vec<Diagnostic>), String> {
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     for p in &inputs.paths {
         if p == "-" {
@@ -218,7 +249,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn print_diags(diags: &[Diagnostic], sources: &[Source], format: Format) {
+pub(crate) fn print_diags(diags: &[Diagnostic], sources: &[Source], format: Format) {
     match format {
         Format::Json => {
             println!(
@@ -258,7 +289,7 @@ fn validate(a: ValidateArgs) -> ExitCode {
     }
 }
 
-fn usage(msg: &str) -> ExitCode {
+pub(crate) fn usage(msg: &str) -> ExitCode {
     eprintln!("podc: {msg}");
     ExitCode::from(EXIT_USAGE)
 }
@@ -273,7 +304,7 @@ fn host_systemd_version() -> Option<u32> {
     text.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn make_target(a: &TargetArgs) -> Result<Target, String> {
+pub(crate) fn make_target(a: &TargetArgs) -> Result<Target, String> {
     let version = a
         .systemd_version
         .or_else(host_systemd_version)

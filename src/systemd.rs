@@ -145,6 +145,14 @@ pub struct UnitState {
     pub invocation_id: String,
     /// Service-only properties (`None` for targets, slices, ...).
     pub service: Option<ServiceState>,
+    /// A job is queued for the unit (start/stop/restart pending).
+    pub has_job: bool,
+    /// The unit file on disk differs from what systemd loaded.
+    pub need_daemon_reload: bool,
+    /// `ActiveEnterTimestamp`, µs since the epoch (0: never active).
+    pub active_enter_us: u64,
+    /// `StateChangeTimestamp`, µs since the epoch.
+    pub state_change_us: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -158,6 +166,9 @@ pub struct ServiceState {
     pub exec_main_code: i32,
     pub n_restarts: u32,
     pub main_pid: u32,
+    /// `ExecMainStartTimestamp` / `ExecMainExitTimestamp`, µs since the epoch.
+    pub exec_main_start_us: u64,
+    pub exec_main_exit_us: u64,
 }
 
 /// A connection to systemd plus the stream of its signals.
@@ -342,6 +353,12 @@ impl Systemd {
                 main_pid: get("MainPID")
                     .and_then(|v| u32::try_from(v).ok())
                     .unwrap_or_default(),
+                exec_main_start_us: get("ExecMainStartTimestamp")
+                    .and_then(|v| u64::try_from(v).ok())
+                    .unwrap_or_default(),
+                exec_main_exit_us: get("ExecMainExitTimestamp")
+                    .and_then(|v| u64::try_from(v).ok())
+                    .unwrap_or_default(),
             })
         } else {
             None
@@ -352,6 +369,23 @@ impl Systemd {
             sub_state: s("SubState"),
             invocation_id,
             service,
+            // Job is `(uo)`: id 0 means no job.
+            has_job: u
+                .get("Job")
+                .and_then(|v| <(u32, OwnedObjectPath)>::try_from(v.clone()).ok())
+                .is_some_and(|(id, _)| id != 0),
+            need_daemon_reload: u
+                .get("NeedDaemonReload")
+                .and_then(|v| bool::try_from(v.clone()).ok())
+                .unwrap_or(false),
+            active_enter_us: u
+                .get("ActiveEnterTimestamp")
+                .and_then(|v| u64::try_from(v.clone()).ok())
+                .unwrap_or_default(),
+            state_change_us: u
+                .get("StateChangeTimestamp")
+                .and_then(|v| u64::try_from(v.clone()).ok())
+                .unwrap_or_default(),
         })
     }
 

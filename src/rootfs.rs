@@ -1,0 +1,85 @@
+//! `podc rootfs mount|umount`, called by container units
+//! (`ExecStartPre=+`, `ExecStopPost=+`) with the container's directory
+//! `<root>/pods/<id>/containers/<name>`.
+//!
+//! `mount` gives the container a fresh writable layer over its image's
+//! layers (overlayfs, [`crate::image::ContainerRootfs`]) at `rootfs/`: a
+//! restarted container starts from the image, as in Kubernetes. The image
+//! must be in the store (`podc image import|pull`). A `rootfs/` that is a
+//! plain populated directory (no `upper/` beside it) was provisioned by
+//! hand and is used as it is. `umount` unmounts `rootfs/` if something is
+//! mounted there.
+
+use crate::image::{ContainerRootfs, Store};
+use std::path::{Path, PathBuf};
+
+fn is_mounted(p: &Path) -> bool {
+    let canon = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let target = canon.to_string_lossy();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|info| {
+            info.lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .any(|m| m == target)
+        })
+        .unwrap_or(false)
+}
+
+/// The state root of a container directory `<root>/pods/<id>/containers/<c>`.
+fn state_root(dir: &Path) -> Option<PathBuf> {
+    let c = dir.parent()?;
+    let pod = c.parent()?;
+    let pods = pod.parent()?;
+    (c.file_name()? == "containers" && pods.file_name()? == "pods")
+        .then(|| pods.parent().map(Path::to_path_buf))
+        .flatten()
+}
+
+pub fn mount(dir: &Path, image: &str, fallback_root: &Path) -> Result<(), String> {
+    let target = dir.join("rootfs");
+    if is_mounted(&target) {
+        return Ok(());
+    }
+    let provisioned = !dir.join("upper").exists()
+        && std::fs::read_dir(&target)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false);
+    if provisioned {
+        return Ok(());
+    }
+    let root = state_root(dir).unwrap_or_else(|| fallback_root.to_path_buf());
+    let store =
+        Store::open(&root).map_err(|e| format!("image store in {}: {e:#}", root.display()))?;
+    let img = store
+        .resolve(image)
+        .map_err(|e| format!("{image}: {e:#}"))?
+        .ok_or_else(|| {
+            format!("ErrImageNeverPull: image {image} is not in the local store (podc image pull {image}, or podc image import)")
+        })?;
+    let r = ContainerRootfs::new(&img, dir);
+    r.prepare().map_err(|e| format!("{e:#}"))?;
+    r.mount().map_err(|e| format!("{e:#}"))
+}
+
+pub fn umount(dir: &Path) -> Result<(), String> {
+    let root = dir.join("rootfs");
+    if is_mounted(&root) {
+        nix::mount::umount2(&root, nix::mount::MntFlags::MNT_DETACH)
+            .map_err(|e| format!("unmounting {}: {e}", root.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_from_container_dir() {
+        assert_eq!(
+            state_root(Path::new("/var/lib/podc/pods/default_p/containers/app")),
+            Some(PathBuf::from("/var/lib/podc"))
+        );
+        assert_eq!(state_root(Path::new("/x/y")), None);
+    }
+}

@@ -1,0 +1,300 @@
+//! Restart policies, shared PID namespace, argv bytes and the grace
+//! period, through `podc apply` on a real systemd 252.
+mod support;
+
+use support::podc::{pod_yaml, show, Podc};
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn pod_json(p: &Podc, name: &str) -> serde_json::Value {
+    serde_json::from_str(&p.run_ok(&["get", "pods", name, "-o", "json"])).unwrap()
+}
+
+#[test]
+fn restart_policies_with_exit_1_and_exit_0() -> Result {
+    let Some(p) = Podc::boot()? else {
+        return Ok(());
+    };
+    // (pod, policy, exit code) → (apply ok, phase, container state, reason)
+    let cases = [
+        (
+            "never-0",
+            "Never",
+            0,
+            true,
+            "Succeeded",
+            "terminated",
+            "Completed",
+        ),
+        (
+            "never-1",
+            "Never",
+            1,
+            false,
+            "Failed",
+            "terminated",
+            "Error",
+        ),
+        (
+            "onfailure-0",
+            "OnFailure",
+            0,
+            true,
+            "Succeeded",
+            "terminated",
+            "Completed",
+        ),
+        (
+            "onfailure-1",
+            "OnFailure",
+            1,
+            false,
+            "Running",
+            "waiting",
+            "CrashLoopBackOff",
+        ),
+        (
+            "always-0",
+            "Always",
+            0,
+            false,
+            "Running",
+            "waiting",
+            "CrashLoopBackOff",
+        ),
+        (
+            "always-1",
+            "Always",
+            1,
+            false,
+            "Running",
+            "waiting",
+            "CrashLoopBackOff",
+        ),
+    ];
+    for (name, policy, code, ..) in cases {
+        p.rootfs(name, &["c"]);
+        p.manifest(
+            &format!("/srv/{name}.yaml"),
+            &pod_yaml(
+                name,
+                &format!("  restartPolicy: {policy}\n"),
+                &[("c", &format!("echo bye; exit {code}"))],
+            ),
+        );
+    }
+    for (name, _, code, ok, phase, state, reason) in cases {
+        let out = p.apply(&format!("/srv/{name}.yaml"), &[]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        println!("{text}");
+        // apply may return while the container still runs (Running is a
+        // settled state); the test then waits for its exit.
+        let unit = format!("podc_default_{name}_c.service");
+        p.sd.sh_ok(&format!("for i in $(seq 100); do case $(systemctl show -P SubState {unit}) in dead|failed|auto-restart) break;; esac; sleep 0.05; done"));
+        let j = pod_json(&p, name);
+        assert_eq!(j["status"]["phase"], phase, "{name}: {j}");
+        let c = &j["status"]["containerStatuses"][0];
+        assert_eq!(c["state"][state]["reason"], reason, "{name}: {c}");
+        if state == "terminated" {
+            assert_eq!(c["state"]["terminated"]["exitCode"], code, "{name}: {c}");
+        } else {
+            // Waiting to restart: the last run's exit code is kept.
+            assert_eq!(
+                c["lastState"]["terminated"]["exitCode"], code,
+                "{name}: {c}"
+            );
+        }
+        let _ = (ok, show(&out));
+        // Applying the finished pod again reports its final state.
+        let again = p.apply(&format!("/srv/{name}.yaml"), &[]);
+        assert_eq!(again.status.success(), ok, "{name}: {}", show(&again));
+    }
+    // systemd restarts it after RestartSec= (10 s on 252): NRestarts counts.
+    p.sd.sh_ok("for i in $(seq 150); do [ \"$(systemctl show -P NRestarts podc_default_always-1_c.service)\" -ge 1 ] && break; sleep 0.1; done");
+    let j = pod_json(&p, "always-1");
+    assert!(
+        j["status"]["containerStatuses"][0]["restartCount"].as_u64() >= Some(1),
+        "{j}"
+    );
+    let table = p.run_ok(&["get", "pods"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("never-0") && l.contains("Completed")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("never-1") && l.contains("Error")),
+        "{table}"
+    );
+    Ok(())
+}
+
+/// A command that exits at once keeps its exit status: the joiner stops
+/// the container process until systemd has adopted it as the main process
+/// of the `Type=forking` unit (released by the unit's first
+/// `ExecStartPost=`). Without that, systemd 252 never saw the exit and said
+/// `Result=success`.
+#[test]
+fn a_fast_exit_keeps_its_status() -> Result {
+    let Some(p) = Podc::boot()? else {
+        return Ok(());
+    };
+    p.rootfs("fast", &["c"]);
+    p.manifest(
+        "/srv/fast.yaml",
+        &pod_yaml("fast", "  restartPolicy: Never\n", &[("c", "exit 1")]),
+    );
+    let out = p.apply("/srv/fast.yaml", &[]);
+    p.sd.sh_ok("for i in $(seq 100); do case $(systemctl show -P SubState podc_default_fast_c.service) in dead|failed) break;; esac; sleep 0.05; done");
+    assert_eq!(p.prop("podc_default_fast_c.service", "Result"), "exit-code");
+    let j = pod_json(&p, "fast");
+    assert_eq!(j["status"]["phase"], "Failed", "{j}");
+    assert_eq!(
+        j["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 1,
+        "{j}"
+    );
+    let again = p.apply("/srv/fast.yaml", &[]);
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "{}\n{}",
+        show(&out),
+        show(&again)
+    );
+    Ok(())
+}
+
+#[test]
+fn share_process_namespace_on_and_off() -> Result {
+    let Some(p) = Podc::boot()? else {
+        return Ok(());
+    };
+    for (name, share) in [("shared", true), ("apart", false)] {
+        p.rootfs(name, &["app", "side"]);
+        p.manifest(
+            &format!("/srv/{name}.yaml"),
+            &pod_yaml(
+                name,
+                &format!("  shareProcessNamespace: {share}\n"),
+                &[("app", "exec sleep 1001"), ("side", "exec sleep 1002")],
+            ),
+        );
+        p.apply_ok(&format!("/srv/{name}.yaml"), &[]);
+    }
+    let ps = p.run_ok(&["exec", "shared", "-c", "side", "--", "ps", "-o", "pid,args"]);
+    assert!(
+        ps.contains("sleep 1001") && ps.contains("sleep 1002"),
+        "shared: {ps}"
+    );
+    let ps = p.run_ok(&["exec", "apart", "-c", "side", "--", "ps", "-o", "pid,args"]);
+    assert!(
+        !ps.contains("sleep 1001") && ps.contains("sleep 1002"),
+        "apart: {ps}"
+    );
+    assert!(
+        ps.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["1", "sleep", "1002"]),
+        "own PID namespace, command is PID 1: {ps}"
+    );
+    Ok(())
+}
+
+#[test]
+fn argv_reaches_the_process_byte_for_byte() -> Result {
+    let Some(p) = Podc::boot()? else {
+        return Ok(());
+    };
+    p.rootfs("argv", &["c"]);
+    let args = [
+        "plain",
+        "two words",
+        "it's \"quoted\"",
+        "back\\slash \\n not a newline",
+        "$HOME ${PATH} $$ $(NOPE) $$(HOME) %n %% %",
+        "new\nline\ttab",
+        "",
+        "semi;colon & pipe | star *",
+    ];
+    let json_args = serde_json::to_string(&args)?;
+    p.manifest(
+        "/srv/argv.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: argv\nspec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: c\n    image: busybox:1.36\n    command: [sleep, '1000']\n    args: {json_args}\n"
+        ),
+    );
+    // busybox sleep rejects the extra arguments; wrap it so it keeps running.
+    p.manifest(
+        "/srv/argv.yaml",
+        &std::fs::read_to_string(p.sd.path("/srv/argv.yaml"))?.replace(
+            "command: [sleep, '1000']",
+            "command: [sh, -c, 'exec sleep 1000', argv0]",
+        ),
+    );
+    p.apply_ok("/srv/argv.yaml", &[]);
+    let pid = p.prop("podc_default_argv_c.service", "MainPID");
+    // The shell exec'd sleep, which keeps no argv: read the shell's
+    // arguments from the unit's ExecStart instead and from a process that
+    // keeps them.
+    let _ = pid;
+    p.manifest(
+        "/srv/argv.yaml",
+        &std::fs::read_to_string(p.sd.path("/srv/argv.yaml"))?.replace(
+            "command: [sh, -c, 'exec sleep 1000', argv0]",
+            "command: [sh, -c, 'while :; do sleep 1000; done', argv0]",
+        ),
+    );
+    p.apply_ok("/srv/argv.yaml", &[]);
+    let pid = p.prop("podc_default_argv_c.service", "MainPID");
+    let cmdline = std::fs::read(p.sd.path(format!("/proc/{pid}/cmdline")))?;
+    let mut want: Vec<u8> = Vec::new();
+    // Kubernetes' own expansion happened first: `$$` is an escaped `$`,
+    // `$$(HOME)` the literal `$(HOME)`, unknown `$(NOPE)` stays; systemd
+    // must then change nothing (no `$VAR`, `%` specifier or C escape).
+    let expanded: Vec<String> = args
+        .iter()
+        .map(|a| a.replace("$$ $(NOPE) $$(HOME)", "$ $(NOPE) $(HOME)"))
+        .collect();
+    for a in ["sh", "-c", "while :; do sleep 1000; done", "argv0"]
+        .iter()
+        .copied()
+        .chain(expanded.iter().map(String::as_str))
+    {
+        want.extend_from_slice(a.as_bytes());
+        want.push(0);
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&cmdline),
+        String::from_utf8_lossy(&want),
+        "argv of the container's main process"
+    );
+    Ok(())
+}
+
+#[test]
+fn pre_stop_past_the_grace_period_is_killed_at_the_deadline() -> Result {
+    let Some(p) = Podc::boot()? else {
+        return Ok(());
+    };
+    p.rootfs("slow", &["c"]);
+    p.sd.sh_ok("mkdir -p /run/shared");
+    p.manifest(
+        "/srv/slow.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: slow\nspec:\n  terminationGracePeriodSeconds: 2\n  volumes:\n  - name: s\n    hostPath: {path: /run/shared}\n  containers:\n  - name: c\n    image: busybox:1.36\n    command: [sh, -c, 'trap \"echo term >> /s/log; exit 0\" TERM; while :; do sleep 0.1; done']\n    volumeMounts: [{name: s, mountPath: /s}]\n    lifecycle:\n      preStop:\n        exec:\n          command: [sh, -c, 'echo prestop >> /s/log; sleep 30; echo late >> /s/log']\n",
+    );
+    p.apply_ok("/srv/slow.yaml", &[]);
+    let t0 = std::time::Instant::now();
+    p.run_ok(&["delete", "slow"]);
+    let took = t0.elapsed().as_secs_f64();
+    println!("delete with a preStop sleeping past a 2 s grace period took {took:.2} s");
+    let log = std::fs::read_to_string(p.sd.path("/run/shared/log"))?;
+    assert!(log.starts_with("prestop\n"), "{log}");
+    assert!(!log.contains("late"), "preStop was not cut off: {log}");
+    assert!(
+        (1.9..10.0).contains(&took),
+        "stopped at the grace deadline, took {took}"
+    );
+    Ok(())
+}
