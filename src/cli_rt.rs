@@ -235,6 +235,7 @@ fn desired(
     files: &[String],
     build: &Path,
     target_args: &TargetArgs,
+    pull: bool,
 ) -> Result<Vec<DesiredPod>, ExitCode> {
     if files.is_empty() {
         let (pods, t) = install::from_build_dir(build).map_err(|e| usage(&e))?;
@@ -256,6 +257,12 @@ fn desired(
     let mut target = make_target(target_args).map_err(|e| usage(&e))?;
     target.state_dir = root.display().to_string();
     let templates = render::environment(target_args.templates.as_deref()).map_err(|e| usage(&e))?;
+    // imagePullPolicy is decided here, before anything is written: Always
+    // pulls, IfNotPresent pulls when missing, Never fails when missing.
+    // The units are then compiled against what the store holds.
+    if pull {
+        ensure_images(root, &sources)?;
+    }
     // Image configs (ENTRYPOINT, CMD, ENV, ...) from the local store when
     // there is one, as `podc build` does.
     let store = root
@@ -290,8 +297,56 @@ fn desired(
     }
 }
 
+/// Pull or check every container image of the valid pods in `sources`
+/// per its `imagePullPolicy`. Invalid input is left to the compile that
+/// follows, which reports it. Every failure is reported, then apply stops.
+fn ensure_images(root: &Path, sources: &[podc::load::Source]) -> Result<(), ExitCode> {
+    let (validated, diags) = pipeline::check(sources);
+    if diags.iter().any(|d| d.is_error()) {
+        return Ok(());
+    }
+    let mut wanted: Vec<(String, podc::model::PullPolicy, String)> = Vec::new();
+    for vp in &validated.pods {
+        let spec = &vp.pod.spec;
+        for c in spec.init_containers.iter().chain(&spec.containers) {
+            let policy = c
+                .image_pull_policy
+                .unwrap_or_else(|| podc::validate::default_pull_policy(&c.image));
+            if !wanted.iter().any(|(i, p, _)| *i == c.image && *p == policy) {
+                let who = format!(
+                    "pod {}/{} container {}",
+                    vp.namespace, vp.pod.metadata.name, c.name
+                );
+                wanted.push((c.image.clone(), policy, who));
+            }
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let store = podc::image::Store::open(root).map_err(|e| usage(&format!("{e:#}")))?;
+    let mut failed = false;
+    for (image, policy, who) in wanted {
+        let policy = match policy {
+            podc::model::PullPolicy::Always => podc::image::PullPolicy::Always,
+            podc::model::PullPolicy::IfNotPresent => podc::image::PullPolicy::IfNotPresent,
+            podc::model::PullPolicy::Never => podc::image::PullPolicy::Never,
+        };
+        if let Err(e) = store.ensure_image(&image, policy, &podc::image::PullOptions::default()) {
+            eprintln!("podc: {who}: image {image}: {e:#}");
+            failed = true;
+        }
+    }
+    if failed {
+        eprintln!("podc: nothing was changed");
+        return Err(ExitCode::from(super::EXIT_INVALID));
+    }
+    Ok(())
+}
+
 pub fn apply(root: &Path, a: ApplyArgs) -> ExitCode {
-    let pods = match desired(root, &a.files, &a.build, &a.target) {
+    // --dry-run touches nothing, the image store included.
+    let pods = match desired(root, &a.files, &a.build, &a.target, !a.dry_run) {
         Ok(p) => p,
         Err(c) => return c,
     };
@@ -322,7 +377,7 @@ pub fn apply(root: &Path, a: ApplyArgs) -> ExitCode {
 }
 
 pub fn diff(root: &Path, a: DiffArgs) -> ExitCode {
-    let pods = match desired(root, &a.files, &a.build, &a.target) {
+    let pods = match desired(root, &a.files, &a.build, &a.target, false) {
         Ok(p) => p,
         Err(_) => return ExitCode::from(2),
     };
@@ -615,7 +670,7 @@ pub fn delete(root: &Path, a: DeleteArgs) -> ExitCode {
         });
     }
     if !a.files.is_empty() {
-        match desired(root, &a.files, Path::new("build"), &a.target) {
+        match desired(root, &a.files, Path::new("build"), &a.target, false) {
             Ok(pods) => keys.extend(pods.iter().map(|p| p.key())),
             Err(c) => return c,
         }

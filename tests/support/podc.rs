@@ -41,6 +41,15 @@ impl Podc {
             &format!("{TEMPLATES}/container.service"),
             container_template().as_bytes(),
         )?;
+        // The image the tests' pods name, in the store, so apply's
+        // imagePullPolicy (IfNotPresent for a tagged image) needs no
+        // registry. Containers still run on the busybox roots the tests
+        // provision ([`Podc::rootfs`]).
+        sd.busybox_rootfs("/run/podc-test-image/root");
+        sd.sh_ok(&format!(
+            "tar -C /run/podc-test-image/root -cf /run/podc-test-image/busybox.tar . && \
+             {LIBEXEC}/podc image import /run/podc-test-image/busybox.tar --name busybox:1.36"
+        ));
         Ok(Some(Podc { sd }))
     }
 
