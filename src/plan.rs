@@ -824,12 +824,17 @@ fn container_ctx(
             .map(|a| expand::expand(a, &lookup_for_argv))
             .collect()
     };
-    let argv: Vec<String> = match (&c.command, &c.args) {
-        (Some(cmd), Some(args)) => [expand_argv(cmd), expand_argv(args)].concat(),
-        (Some(cmd), None) => expand_argv(cmd),
-        (None, Some(args)) => [img.entrypoint.clone(), expand_argv(args)].concat(),
-        (None, None) => [img.entrypoint.clone(), img.cmd.clone()].concat(),
+    let given = |v: &Option<Vec<String>>| {
+        v.as_deref()
+            .filter(|v| !v.is_empty())
+            .map(|v| expand_argv(v))
     };
+    let argv = container_argv(
+        &img.entrypoint,
+        &img.cmd,
+        given(&c.command).as_deref(),
+        given(&c.args).as_deref(),
+    );
     if argv.is_empty() {
         errors.push(Note::at(
             vp,
@@ -1263,6 +1268,21 @@ fn container_ctx(
     }
 }
 
+/// Kubernetes' rule for what a container runs: `command` replaces the
+/// image's ENTRYPOINT and drops its CMD, `args` replaces CMD. Callers pass
+/// `None` for an unset (or empty) list, as Kubernetes treats both alike.
+pub fn container_argv(
+    entrypoint: &[String],
+    cmd: &[String],
+    command: Option<&[String]>,
+    args: Option<&[String]>,
+) -> Vec<String> {
+    match (command, args) {
+        (Some(command), args) => [command, args.unwrap_or_default()].concat(),
+        (None, args) => [entrypoint, args.unwrap_or(cmd)].concat(),
+    }
+}
+
 /// Where a volume lives on the host.
 fn volume_host_path(vol: &Volume, pc: &PodCtx) -> String {
     if let Some(hp) = &vol.host_path {
@@ -1518,6 +1538,26 @@ mod tests {
         assert_eq!(cpu_quota_percent(200), 20);
         assert_eq!(cpu_quota_percent(1500), 150);
         assert_eq!(cpu_quota_percent(1), 1);
+    }
+
+    #[test]
+    fn command_and_args_against_entrypoint_and_cmd() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let (ep, cmd) = (v(&["/ep"]), v(&["cmd"]));
+        assert_eq!(container_argv(&ep, &cmd, None, None), v(&["/ep", "cmd"]));
+        assert_eq!(
+            container_argv(&ep, &cmd, None, Some(&v(&["a"]))),
+            v(&["/ep", "a"])
+        );
+        assert_eq!(
+            container_argv(&ep, &cmd, Some(&v(&["/c"])), None),
+            v(&["/c"])
+        );
+        assert_eq!(
+            container_argv(&ep, &cmd, Some(&v(&["/c"])), Some(&v(&["a"]))),
+            v(&["/c", "a"])
+        );
+        assert!(container_argv(&[], &[], None, None).is_empty());
     }
 
     #[test]

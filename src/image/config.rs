@@ -62,16 +62,16 @@ fn set(env: &mut Vec<(String, String)>, k: &str, v: &str) {
 /// - workingDir, user and stop signal come from the image unless the pod
 ///   gives them; the working dir defaults to `/`.
 pub fn resolve_process(image: &ImageConfig, c: &ContainerOverrides) -> Result<Process> {
-    let nonempty = |v: &Option<Vec<String>>| v.clone().filter(|v| !v.is_empty());
-    let argv = match (nonempty(&c.command), nonempty(&c.args)) {
-        (Some(cmd), Some(args)) => [cmd, args].concat(),
-        (Some(cmd), None) => cmd,
-        (None, args) => {
-            let mut v = image.entrypoint.clone().unwrap_or_default();
-            v.extend(args.or_else(|| image.cmd.clone()).unwrap_or_default());
-            v
-        }
-    };
+    fn nonempty(v: &Option<Vec<String>>) -> Option<&[String]> {
+        v.as_deref().filter(|v| !v.is_empty())
+    }
+    // The same rule the compiler applies when it renders ExecStart=.
+    let argv = crate::plan::container_argv(
+        image.entrypoint.as_deref().unwrap_or_default(),
+        image.cmd.as_deref().unwrap_or_default(),
+        nonempty(&c.command),
+        nonempty(&c.args),
+    );
     if argv.is_empty() {
         bail!("no command to run: the image has neither ENTRYPOINT nor CMD and the container sets no command");
     }
