@@ -824,11 +824,7 @@ fn container_ctx(
             .map(|a| expand::expand(a, &lookup_for_argv))
             .collect()
     };
-    let given = |v: &Option<Vec<String>>| {
-        v.as_deref()
-            .filter(|v| !v.is_empty())
-            .map(|v| expand_argv(v))
-    };
+    let given = |v: &Option<Vec<String>>| v.as_deref().filter(|v| !v.is_empty()).map(&expand_argv);
     let argv = container_argv(
         &img.entrypoint,
         &img.cmd,
