@@ -145,7 +145,7 @@ EOF
 
 # Floor units: per pod a slice, an infra service owning a private network
 # and IPC namespace, and 2 container services joining them
-# (JoinsNamespaceOf=), chrooted into the same busybox tree with API file
+# (JoinsNamespaceOf=), the second ordered after the first, chrooted into the same busybox tree with API file
 # systems, running the same `sleep`; a target wanting all three. Type=exec:
 # `systemctl start` returns once every process has exec'd.
 floor_units() { # floor_units N
@@ -156,8 +156,9 @@ floor_units() { # floor_units N
         printf '[Slice]\n' >"$u/floor-$i.slice"
         printf '[Service]\nType=exec\nSlice=floor-%s.slice\nPrivateNetwork=yes\nPrivateIPC=yes\nExecStart=/bin/sleep 3600\n' "$i" >"$u/floor-$i.service"
         for c in a b; do
-            printf '[Unit]\nBindsTo=floor-%s.service\nAfter=floor-%s.service\nJoinsNamespaceOf=floor-%s.service\n[Service]\nType=exec\nSlice=floor-%s.slice\nPrivateNetwork=yes\nPrivateIPC=yes\nRootDirectory=%s/rootfs\nMountAPIVFS=yes\nExecStart=/bin/sleep 3600\n' \
-                "$i" "$i" "$i" "$i" "$B" >"$u/floor-$i-$c.service"
+            # b after a: podc starts containers in spec order, as Kubernetes does
+            printf '[Unit]\nBindsTo=floor-%s.service\nAfter=floor-%s.service %s\nJoinsNamespaceOf=floor-%s.service\n[Service]\nType=exec\nSlice=floor-%s.slice\nPrivateNetwork=yes\nPrivateIPC=yes\nRootDirectory=%s/rootfs\nMountAPIVFS=yes\nExecStart=/bin/sleep 3600\n' \
+                "$i" "$i" "$([[ $c == b ]] && echo "floor-$i-a.service")" "$i" "$i" "$B" >"$u/floor-$i-$c.service"
         done
     done
     ns systemctl daemon-reload
