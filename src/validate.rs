@@ -682,19 +682,6 @@ pub const CAPABILITIES: &[&str] = &[
     "WAKE_ALARM",
 ];
 
-/// Is this sysctl namespaced (safe to set inside a pod)? The same prefixes
-/// Kubernetes accepts as namespaced.
-pub fn sysctl_is_namespaced(name: &str) -> bool {
-    let n = name.replace('/', ".");
-    n.starts_with("net.")
-        || n.starts_with("fs.mqueue.")
-        || n.starts_with("kernel.shm")
-        || n.starts_with("kernel.msg")
-        || n == "kernel.sem"
-        || n == "kernel.domainname"
-        || n == "kernel.hostname"
-}
-
 /// The field paths `fieldRef` accepts, resolved at build time.
 pub fn field_ref_supported(path: &str) -> bool {
     matches!(
@@ -764,7 +751,7 @@ fn check_pod(r: &mut Report, pod: &Pod, refs: &Validated) {
             let p = format!("/spec/securityContext/sysctls/{i}/name");
             if !seen.insert(s.name.as_str()) {
                 r.err(&p, format!("sysctl \"{}\" is set twice", s.name));
-            } else if !sysctl_is_namespaced(&s.name) {
+            } else if crate::infra::check_sysctl_name(&s.name).is_err() {
                 r.err(&p, format!("sysctl \"{}\" is not namespaced, so a pod may not set it; namespaced sysctls are net.*, kernel.shm*, kernel.msg*, kernel.sem and fs.mqueue.*", s.name));
             } else if spec.host_network && s.name.starts_with("net.") {
                 r.err(&p, format!("sysctl \"{}\" would change the host's network namespace (hostNetwork: true)", s.name));
