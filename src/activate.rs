@@ -455,10 +455,13 @@ pub fn explain(sd: &Systemd, pod: &InstalledPod, st: &PodStatus, out: &mut dyn W
             }
             _ => "no exit status".into(),
         };
-        let reason = match &c.state {
-            State::Waiting { reason } => reason.clone(),
-            State::Terminated { reason, .. } => reason.clone(),
-            State::Running { .. } => "Running".into(),
+        let reason = match (&c.state, &c.last) {
+            (State::Waiting { reason }, Some(State::Terminated { reason: last, .. })) => {
+                format!("{reason} (last run: {last})")
+            }
+            (State::Waiting { reason }, _) => reason.clone(),
+            (State::Terminated { reason, .. }, _) => reason.clone(),
+            (State::Running { .. }, _) => "Running".into(),
         };
         let _ = writeln!(
             out,

@@ -14,6 +14,7 @@ pub mod load;
 pub mod model;
 pub mod names;
 pub mod observe;
+pub mod oom;
 pub mod output;
 pub mod pipeline;
 pub mod plan;

@@ -14,8 +14,12 @@
 //!   `RestartSec=` before the next start), last state Terminated.
 //! - `active/exited` (init oneshot, `RemainAfterExit=`) → Terminated `Completed`.
 //! - `failed`, or `inactive` after a run → Terminated `Completed` (exit 0) /
-//!   `Error` / `OOMKilled` (`Result=oom-kill`) / `StartError` (the main
-//!   process never ran); exit code = status, or 128+signal.
+//!   `Error` / `OOMKilled` / `StartError` (the main process never ran);
+//!   exit code = status, or 128+signal. OOMKilled: systemd's
+//!   `Result=oom-kill` (cgroup v2), or, for a run that did not exit 0, the
+//!   container's `ExecStopPost=-…podc-pause oom-check` exited
+//!   [`crate::oom::OOM_KILLED`]: the kernel OOM-killed a process of the
+//!   unit (cgroup v1, where systemd only says `signal`).
 //! - restart count = `NRestarts`.
 //!
 //! Because systemd applies `Restart=`, a unit that is `failed`/`inactive`
@@ -221,6 +225,12 @@ pub fn container_status(
         };
         let reason = if svc.result == "oom-kill" {
             "OOMKilled"
+        } else if oom_checked(&svc) && !(svc.exec_main_code == 1 && exit_code == 0) {
+            // A failed run during which the kernel OOM-killed a process of
+            // the unit (podc's check, for cgroup v1; systemd's own result
+            // above on v2). As containerd does, any OOM kill in the
+            // container counts, not only the main process's.
+            "OOMKilled"
         } else if svc.exec_main_start_us == 0 && svc.exec_main_code == 0 {
             "StartError"
         } else if svc.exec_main_code == 1 && exit_code == 0 && svc.result == "success" {
@@ -269,6 +279,17 @@ pub fn container_status(
     };
     cs.ready = matches!(cs.state, State::Running { .. });
     cs
+}
+
+/// Whether the last run's `podc-pause oom-check` (`ExecStopPost=`) found
+/// OOM kills in the unit's cgroup.
+fn oom_checked(svc: &crate::systemd::ServiceState) -> bool {
+    svc.stop_post.iter().any(|r| {
+        r.argv.get(1).is_some_and(|a| a == "oom-check")
+            && r.argv.first().is_some_and(|a| a.ends_with("/podc-pause"))
+            && r.code == 1
+            && r.status == crate::oom::OOM_KILLED
+    })
 }
 
 /// Derive a pod's status from its units' states (`None`: not loaded).
@@ -563,6 +584,7 @@ mod tests {
                 main_pid: 0,
                 exec_main_start_us: 1,
                 exec_main_exit_us: 2,
+                stop_post: vec![],
             }),
             ..Default::default()
         })
@@ -660,6 +682,57 @@ mod tests {
         assert!(matches!(c.state, State::Terminated { exit_code: 137, .. }));
         let c = container_status(&i, st("failed", "failed", "oom-kill", 2, 9).as_ref(), false);
         assert!(matches!(&c.state, State::Terminated { reason, .. } if reason == "OOMKilled"));
+        // cgroup v1: systemd says `signal`; podc's ExecStopPost check says OOM.
+        let check = |status: i32| crate::systemd::ExecRun {
+            argv: vec!["/.podc/podc-pause".into(), "oom-check".into()],
+            code: 1,
+            status,
+        };
+        let with_check = |mut u: Option<UnitState>, status: i32| {
+            if let Some(s) = u.as_mut().and_then(|u| u.service.as_mut()) {
+                s.stop_post = vec![check(status)];
+            }
+            u
+        };
+        let killed = with_check(
+            st("failed", "failed", "signal", 2, 9),
+            crate::oom::OOM_KILLED,
+        );
+        let c = container_status(&i, killed.as_ref(), false);
+        assert_eq!(
+            c.state,
+            State::Terminated {
+                reason: "OOMKilled".into(),
+                exit_code: 137,
+                started_us: 1,
+                finished_us: 2
+            }
+        );
+        // Restarting: the last run was OOM-killed.
+        let again = with_check(
+            st("activating", "auto-restart", "signal", 2, 9),
+            crate::oom::OOM_KILLED,
+        );
+        let c = container_status(&i, again.as_ref(), false);
+        assert!(
+            matches!(&c.last, Some(State::Terminated { reason, .. }) if reason == "OOMKilled"),
+            "{c:?}"
+        );
+        // A plain kill -9, and a check that found nothing: Error.
+        for (status, st) in [
+            (0, st("failed", "failed", "signal", 2, 9)),
+            (2, st("failed", "failed", "signal", 2, 9)),
+        ] {
+            let c = container_status(&i, with_check(st, status).as_ref(), false);
+            assert!(matches!(&c.state, State::Terminated { reason, .. } if reason == "Error"));
+        }
+        // A main process that exited 0 after a child was OOM-killed completed.
+        let ok = with_check(
+            st("inactive", "dead", "success", 1, 0),
+            crate::oom::OOM_KILLED,
+        );
+        let c = container_status(&i, ok.as_ref(), false);
+        assert!(matches!(&c.state, State::Terminated { reason, .. } if reason == "Completed"));
     }
 
     #[test]

@@ -169,6 +169,18 @@ pub struct ServiceState {
     /// `ExecMainStartTimestamp` / `ExecMainExitTimestamp`, µs since the epoch.
     pub exec_main_start_us: u64,
     pub exec_main_exit_us: u64,
+    /// How each `ExecStopPost=` command of the last run ended (systemd
+    /// resets these when the unit starts again).
+    pub stop_post: Vec<ExecRun>,
+}
+
+/// One command of an `Exec*=` property as it last ran.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecRun {
+    pub argv: Vec<String>,
+    /// `CLD_EXITED` (1), `CLD_KILLED` (2), ...; 0 if it has not run.
+    pub code: i32,
+    pub status: i32,
 }
 
 /// A connection to systemd plus the stream of its signals.
@@ -359,6 +371,7 @@ impl Systemd {
                 exec_main_exit_us: get("ExecMainExitTimestamp")
                     .and_then(|v| u64::try_from(v).ok())
                     .unwrap_or_default(),
+                stop_post: get("ExecStopPost").map(exec_runs).unwrap_or_default(),
             })
         } else {
             None
@@ -513,4 +526,18 @@ fn parse_event(msg: &zbus::Message) -> Option<Event> {
         }
         _ => None,
     }
+}
+
+/// An `Exec*=` property, `a(sasbttttuii)`: path, argv, ignore errors,
+/// start and exit timestamps (realtime, monotonic), pid, code, status.
+type ExecTuple = (String, Vec<String>, bool, u64, u64, u64, u64, u32, i32, i32);
+
+fn exec_runs(v: OwnedValue) -> Vec<ExecRun> {
+    Vec::<ExecTuple>::try_from(v)
+        .map(|cmds| {
+            cmds.into_iter()
+                .map(|(_, argv, _, _, _, _, _, _, code, status)| ExecRun { argv, code, status })
+                .collect()
+        })
+        .unwrap_or_default()
 }

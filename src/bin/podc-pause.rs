@@ -10,6 +10,9 @@
 //!   namespace, where the dynamically linked `podc` cannot run.
 //! - `podc-pause release PID`: continue the container process the joiner
 //!   handed to systemd stopped (the unit's first `ExecStartPost=`).
+//! - `podc-pause oom-check`: whether the kernel OOM-killed a process of
+//!   the unit, as the exit status of a container's `ExecStopPost=-` (see
+//!   `podc::oom`).
 //!
 //! A separate binary rather than hidden `podc` subcommands: `podc` carries
 //! clap, serde, templates and D-Bus, is dynamically linked, and would cost
@@ -27,6 +30,8 @@ mod hook;
 mod infra;
 #[path = "../join.rs"]
 mod join;
+#[path = "../oom.rs"]
+mod oom;
 
 fn main() {
     let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
@@ -44,8 +49,15 @@ fn main() {
             hook::run_args(args)
         }
         "release" => join::release(&args[1..]),
+        "oom-check" => oom::run(),
         "-h" | "--help" => {
-            println!("{}\n{}\n{}", infra::USAGE, join::USAGE, hook::USAGE);
+            println!(
+                "{}\n{}\n{}\n{}",
+                infra::USAGE,
+                join::USAGE,
+                hook::USAGE,
+                oom::USAGE
+            );
             0
         }
         _ => {
