@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use podc::diagnostic::Diagnostic;
 use podc::load::{self, Source};
-use podc::plan::{NoImages, Target};
+use podc::plan::{Cgroup, NoImages, Target};
 use podc::{output, pipeline, render, schema};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -126,6 +126,10 @@ pub(crate) struct TargetArgs {
     /// The systemd version to target (default: the host's, else 252).
     #[arg(long, value_name = "N")]
     systemd_version: Option<u32>,
+    /// The cgroup version of the host the pods run on, 1 (v1 controllers,
+    /// legacy or hybrid) or 2 (unified) (default: this host's).
+    #[arg(long, value_name = "1|2", value_parser = clap::value_parser!(u8).range(1..=2))]
+    cgroup: Option<u8>,
     /// This host's node name (default: its hostname).
     #[arg(long, value_name = "NAME")]
     node_name: Option<String>,
@@ -304,6 +308,23 @@ fn host_systemd_version() -> Option<u32> {
     text.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// This host's cgroup version: the unified hierarchy when
+/// `/sys/fs/cgroup` is a cgroup2 mount (it has `cgroup.controllers`), v1
+/// when it holds v1 hierarchies (legacy or hybrid), else v2 (what systemd
+/// 256+ requires).
+fn host_cgroup() -> Cgroup {
+    let root = Path::new("/sys/fs/cgroup");
+    if !root.join("cgroup.controllers").exists()
+        && ["memory", "cpu", "pids"]
+            .iter()
+            .any(|h| root.join(h).join("cgroup.procs").exists())
+    {
+        Cgroup::V1
+    } else {
+        Cgroup::V2
+    }
+}
+
 pub(crate) fn make_target(a: &TargetArgs) -> Result<Target, String> {
     let version = a
         .systemd_version
@@ -326,6 +347,11 @@ pub(crate) fn make_target(a: &TargetArgs) -> Result<Target, String> {
     }
     t.node_labels.extend(labels);
     t.libexec_dir = a.libexec_dir.clone();
+    t.cgroup = match a.cgroup {
+        Some(1) => Cgroup::V1,
+        Some(_) => Cgroup::V2,
+        None => host_cgroup(),
+    };
     Ok(t)
 }
 

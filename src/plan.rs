@@ -38,6 +38,20 @@ pub struct Target {
     pub run_dir: String,
     /// Where podc's helper binaries live (`podc`, `podc-pause`).
     pub libexec_dir: String,
+    /// The host's cgroup hierarchy: decides how requests are converted
+    /// and whether memory protection exists at all.
+    pub cgroup: Cgroup,
+}
+
+/// Which cgroup hierarchy the host's controllers live on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Cgroup {
+    /// cgroup v1 controllers (legacy or hybrid): no memory protection
+    /// (`MemoryMin=` is v2-only); systemd turns `CPUWeight=` into
+    /// `cpu.shares` as weight × 1024 / 100.
+    V1,
+    /// The unified hierarchy.
+    V2,
 }
 
 impl Target {
@@ -59,6 +73,7 @@ impl Target {
             state_dir: "/var/lib/podc".into(),
             run_dir: "/run/podc".into(),
             libexec_dir: "/usr/lib/podc".into(),
+            cgroup: Cgroup::V2,
         }
     }
 }
@@ -205,7 +220,9 @@ struct PodCtx {
 struct SliceCtx {
     pod: PodCtx,
     memory_max: Option<u64>,
-    cpu_quota_percent: Option<u64>,
+    memory_min: Option<u64>,
+    cpu_quota: Option<String>,
+    cpu_weight: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -266,8 +283,15 @@ struct ContainerCtx {
     capabilities: Option<Vec<String>>,
     memory_max: Option<u64>,
     memory_min: Option<u64>,
-    cpu_quota_percent: Option<u64>,
+    cpu_quota: Option<String>,
     cpu_weight: Option<u64>,
+    /// `CPUAccounting=yes` for containers with CPU resources (on cgroup v1
+    /// that is what gives the unit a `cpuacct` cgroup).
+    cpu_accounting: bool,
+    /// `ExecStopPost=-`: records whether the kernel OOM-killed a process of
+    /// the container (its exit status, which systemd keeps until the next
+    /// start); systemd 252 does not detect OOM kills on cgroup v1.
+    oom_check: Option<Vec<String>>,
     exec_start: Vec<String>,
     /// `Type=forking` through the joiner: continue the stopped container
     /// process once systemd has adopted it (the first `ExecStartPost=`).
@@ -373,18 +397,121 @@ pub fn container_unit_name(id: &str, container: &str) -> String {
     format!("podc_{id}_{container}.service")
 }
 
-/// Kubernetes' conversion of a CPU request to a cgroup v2 weight:
-/// shares = millicores × 1024 / 1000 (at least 2), then
-/// weight = 1 + (shares − 2) × 9999 / 262142.
-pub fn cpu_weight(millis: u64) -> u64 {
-    let shares = (millis.saturating_mul(1024) / 1000).clamp(2, 262_144);
-    1 + ((shares - 2) * 9999) / 262_142
+/// Kubernetes' `MilliCPUToShares`: the `cpu.shares` of a CPU request,
+/// millicores × 1024 / 1000, between 2 and 262144.
+pub fn cpu_shares(millis: u64) -> u64 {
+    (millis.saturating_mul(1024) / 1000).clamp(2, 262_144)
 }
 
-/// Kubernetes' conversion of a CPU limit to a CFS quota, as a percentage of
-/// one CPU (the period is 100 ms): 200m → 20 %. At least 1 %.
-pub fn cpu_quota_percent(millis: u64) -> u64 {
-    (millis.div_ceil(10)).max(1)
+/// Kubernetes' conversion of a CPU request to a cgroup v2 weight
+/// (`CPUSharesToCPUWeight`): weight = 1 + (shares − 2) × 9999 / 262142.
+pub fn cpu_weight(millis: u64) -> u64 {
+    1 + ((cpu_shares(millis) - 2) * 9999) / 262_142
+}
+
+/// The `CPUWeight=` that gives Kubernetes' `cpu.shares` on cgroup v1.
+/// systemd 252 applies a weight there as shares = weight × 1024 / 100, so
+/// the weight is the shares × 100 / 1024, rounded (1 CPU → 100 → 1024
+/// shares, 250m → 25 → 256, 100m → 10 → 102: exact for most requests,
+/// within 5 shares otherwise). `CPUShares=` would be exact but is
+/// deprecated in 252 and warned about on every load.
+pub fn cpu_weight_v1(millis: u64) -> u64 {
+    ((cpu_shares(millis) * 100 + 512) / 1024).clamp(1, 10_000)
+}
+
+/// The CPU weight for the target's cgroup version.
+pub fn cpu_weight_for(cgroup: Cgroup, millis: u64) -> u64 {
+    match cgroup {
+        Cgroup::V1 => cpu_weight_v1(millis),
+        Cgroup::V2 => cpu_weight(millis),
+    }
+}
+
+/// Kubernetes' `MilliCPUToQuota` as the percentage of `CPUQuota=`: the
+/// quota is millicores × 100 µs per 100 ms period, at least 1 ms; that is
+/// millicores / 10 percent (systemd 252 takes decimals): 200m → `20`,
+/// 205m → `20.5`, 1m → `1`.
+pub fn cpu_quota(millis: u64) -> String {
+    let m = millis.max(10);
+    if m % 10 == 0 {
+        format!("{}", m / 10)
+    } else {
+        format!("{}.{}", m / 10, m % 10)
+    }
+}
+
+/// A pod's resource totals, as Kubernetes computes them for the pod's
+/// cgroup (`PodLimits`/`PodRequests`): the sum over app containers and
+/// sidecars, or the largest init container (plus the sidecars started
+/// before it) when that is more. A limit total exists only when every
+/// container declares that limit (`ResourceConfigForPod`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodTotals {
+    pub memory_limit: Option<u64>,
+    pub cpu_limit_millis: Option<u64>,
+    pub memory_request: u64,
+    pub cpu_request_millis: u64,
+}
+
+/// A container's limits and (defaulted) requests: memory bytes, CPU millis.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Amounts {
+    mem_limit: Option<u64>,
+    cpu_limit: Option<u64>,
+    mem_request: Option<u64>,
+    cpu_request: Option<u64>,
+}
+
+fn amounts(c: &Container) -> Amounts {
+    let res = c.resources.clone().unwrap_or_default();
+    let limits = res.limits.unwrap_or_default();
+    let requests = res.requests.unwrap_or_default();
+    let mem_limit = quantity_of(&limits.memory, true);
+    let cpu_limit = quantity_of(&limits.cpu, false);
+    // Kubernetes: a limit without a request makes the request equal to it.
+    Amounts {
+        mem_limit,
+        cpu_limit,
+        mem_request: quantity_of(&requests.memory, true).or(mem_limit),
+        cpu_request: quantity_of(&requests.cpu, false).or(cpu_limit),
+    }
+}
+
+pub fn pod_totals(spec: &PodSpec) -> PodTotals {
+    // One resource at a time: (value, declared) per container, summed for
+    // apps and sidecars, maxed over init containers.
+    let total = |get: &dyn Fn(&Amounts) -> Option<u64>| -> (u64, bool) {
+        let mut sum: u64 = 0;
+        let mut declared = true;
+        for c in &spec.containers {
+            let v = get(&amounts(c));
+            declared &= v.is_some_and(|v| v > 0);
+            sum = sum.saturating_add(v.unwrap_or(0));
+        }
+        let mut sidecars: u64 = 0;
+        let mut init_max: u64 = 0;
+        for c in &spec.init_containers {
+            let v = get(&amounts(c)).unwrap_or(0);
+            let effective = if c.restart_policy.is_some() {
+                sum = sum.saturating_add(v);
+                sidecars = sidecars.saturating_add(v);
+                sidecars
+            } else {
+                v.saturating_add(sidecars)
+            };
+            declared &= effective > 0;
+            init_max = init_max.max(effective);
+        }
+        (sum.max(init_max), declared)
+    };
+    let (mem_limit, mem_declared) = total(&|a| a.mem_limit);
+    let (cpu_limit, cpu_declared) = total(&|a| a.cpu_limit);
+    PodTotals {
+        memory_limit: mem_declared.then_some(mem_limit),
+        cpu_limit_millis: cpu_declared.then_some(cpu_limit),
+        memory_request: total(&|a| a.mem_request).0,
+        cpu_request_millis: total(&|a| a.cpu_request).0,
+    }
 }
 
 fn quantity_of(q: &Option<QuantityText>, memory: bool) -> Option<u64> {
@@ -424,30 +551,48 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
     let restart = spec.restart_policy.unwrap_or(RestartPolicy::Always);
     let hostname = spec.hostname.clone().unwrap_or_else(|| name.clone());
 
-    // Pod-level totals on the slice: only when every container has a limit,
-    // as Kubernetes does for the pod cgroup.
-    let total = |mem: bool| -> Option<u64> {
-        let mut sum: u64 = 0;
-        for c in spec.containers.iter().chain(
-            spec.init_containers
-                .iter()
-                .filter(|c| c.restart_policy.is_some()),
-        ) {
-            let lim = c.resources.as_ref()?.limits.as_ref()?;
-            let q = if mem { &lim.memory } else { &lim.cpu };
-            sum = sum.checked_add(quantity_of(q, mem)?)?;
-        }
-        Some(sum)
-    };
+    // Pod-level totals on the slice, as Kubernetes sets them on the pod's
+    // cgroup.
+    let totals = pod_totals(spec);
+    let v2 = t.cgroup == Cgroup::V2;
     units.push(UnitPlan {
         name: pc.slice.clone(),
         template: "pod.slice",
         ctx: to_json(&SliceCtx {
             pod: pc.clone(),
-            memory_max: total(true),
-            cpu_quota_percent: total(false).map(cpu_quota_percent),
+            memory_max: totals.memory_limit,
+            memory_min: (v2 && totals.memory_request > 0).then_some(totals.memory_request),
+            cpu_quota: totals.cpu_limit_millis.map(cpu_quota),
+            cpu_weight: (totals.cpu_request_millis > 0)
+                .then(|| cpu_weight_for(t.cgroup, totals.cpu_request_millis)),
         }),
     });
+    if !v2 && totals.memory_request > 0 {
+        let explicit = |c: &Container| {
+            c.resources
+                .as_ref()
+                .and_then(|r| r.requests.as_ref())
+                .is_some_and(|r| r.memory.is_some())
+        };
+        if let Some(j) = spec
+            .containers
+            .iter()
+            .chain(&spec.init_containers)
+            .position(explicit)
+        {
+            let (list, i) = if j < spec.containers.len() {
+                ("containers", j)
+            } else {
+                ("initContainers", j - spec.containers.len())
+            };
+            notes.push(Note::at(
+                vp,
+                &format!("/spec/{list}/{i}/resources"),
+                "memory-request-cgroup-v1",
+                "this host uses cgroup v1, which has no memory protection: requests.memory is not enforced (MemoryMin= needs cgroup v2); limits.memory is",
+            ));
+        }
+    }
 
     // Infra.
     let mut argv = vec![
@@ -1092,7 +1237,13 @@ fn container_ctx(
             .flatten()
             .any(|h| h.exec.is_none())
     });
-    if use_joiner || helper_hook {
+    // Resources. A container with a memory limit gets the OOM check, run
+    // by the static helper inside its root (ExecStopPost= is chrooted too).
+    let amt = amounts(c);
+    let oom_check = amt
+        .mem_limit
+        .map(|_| vec![format!("{JOINER_ROOT}/podc-pause"), "oom-check".to_string()]);
+    if use_joiner || helper_hook || oom_check.is_some() {
         binds_ro.push((
             format!("{}/podc-pause", t.libexec_dir),
             format!("{JOINER_ROOT}/podc-pause"),
@@ -1125,14 +1276,6 @@ fn container_ctx(
             binds.push((src, m.mount_path.clone()));
         }
     }
-
-    // Resources.
-    let res = c.resources.clone().unwrap_or_default();
-    let limits = res.limits.unwrap_or_default();
-    let requests = res.requests.unwrap_or_default();
-    // Kubernetes: a limit without a request makes the request equal to it.
-    let req_cpu = quantity_of(&requests.cpu, false).or(quantity_of(&limits.cpu, false));
-    let req_mem = quantity_of(&requests.memory, true).or(quantity_of(&limits.memory, true));
 
     // Restart policy.
     // With its own or the pod's PID namespace, the joiner hands the command
@@ -1243,10 +1386,12 @@ fn container_ctx(
                 .map(|c| c.iter().map(|c| format!("CAP_{c}")).collect())
         },
         private_pids,
-        memory_max: quantity_of(&limits.memory, true),
-        memory_min: req_mem,
-        cpu_quota_percent: quantity_of(&limits.cpu, false).map(cpu_quota_percent),
-        cpu_weight: req_cpu.map(cpu_weight),
+        memory_max: amt.mem_limit,
+        memory_min: amt.mem_request.filter(|_| t.cgroup == Cgroup::V2),
+        cpu_quota: amt.cpu_limit.map(cpu_quota),
+        cpu_weight: amt.cpu_request.map(|m| cpu_weight_for(t.cgroup, m)),
+        cpu_accounting: amt.cpu_limit.is_some() || amt.cpu_request.is_some(),
+        oom_check,
         release: (service_type == "forking").then(|| {
             vec![
                 format!("{JOINER_ROOT}/podc-pause"),
@@ -1531,9 +1676,101 @@ mod tests {
         assert_eq!(cpu_weight(100), 4);
         assert_eq!(cpu_weight(1), 1);
         assert_eq!(cpu_weight(256_000), 10_000); // shares clamp at 262144
-        assert_eq!(cpu_quota_percent(200), 20);
-        assert_eq!(cpu_quota_percent(1500), 150);
-        assert_eq!(cpu_quota_percent(1), 1);
+        assert_eq!(cpu_shares(1000), 1024);
+        assert_eq!(cpu_shares(100), 102);
+        assert_eq!(cpu_shares(0), 2);
+        assert_eq!(cpu_shares(1_000_000), 262_144);
+        // MilliCPUToQuota: millis × 100 µs per 100 ms, at least 1 ms.
+        assert_eq!(cpu_quota(200), "20");
+        assert_eq!(cpu_quota(205), "20.5");
+        assert_eq!(cpu_quota(1500), "150");
+        assert_eq!(cpu_quota(1), "1");
+        assert_eq!(cpu_quota(u64::MAX), "1844674407370955161.5");
+    }
+
+    #[test]
+    fn v1_weights_give_kubernetes_shares() {
+        // systemd 252 on cgroup v1: cpu.shares = weight × 1024 / 100.
+        let applied = |m: u64| cpu_weight_v1(m) * 1024 / 100;
+        for m in [100, 200, 250, 500, 1000, 1500, 2000, 4000] {
+            assert_eq!(applied(m), cpu_shares(m), "{m}m");
+        }
+        for m in [1, 10, 150, 333, 999, 12_345, 99_000] {
+            assert!(applied(m).abs_diff(cpu_shares(m)) <= 8, "{m}m");
+        }
+        assert_eq!(cpu_weight_v1(1_000_000), 10_000);
+        assert_eq!(cpu_weight_v1(0), 1);
+    }
+
+    fn spec(v: serde_json::Value) -> PodSpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn c(name: &str, res: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({"name": name, "image": "i", "resources": res})
+    }
+
+    #[test]
+    fn pod_totals_follow_kubernetes() {
+        let lim = |cpu: &str, mem: &str| serde_json::json!({"limits": {"cpu": cpu, "memory": mem}});
+        // Apps sum; requests default to limits.
+        let s = spec(serde_json::json!({"containers": [
+            c("a", lim("200m", "64Mi")),
+            c("b", serde_json::json!({"requests": {"cpu": "100m", "memory": "16Mi"}, "limits": {"cpu": "1", "memory": "32Mi"}})),
+        ]}));
+        assert_eq!(
+            pod_totals(&s),
+            PodTotals {
+                memory_limit: Some(96 << 20),
+                cpu_limit_millis: Some(1200),
+                memory_request: 80 << 20,
+                cpu_request_millis: 300,
+            }
+        );
+        // One container without a memory limit: no pod memory limit.
+        let s = spec(serde_json::json!({"containers": [
+            c("a", lim("200m", "64Mi")),
+            c("b", serde_json::json!({"limits": {"cpu": "1"}})),
+        ]}));
+        let t = pod_totals(&s);
+        assert_eq!((t.memory_limit, t.cpu_limit_millis), (None, Some(1200)));
+        assert_eq!(t.memory_request, 64 << 20);
+        // A big init container wins; a sidecar counts in both the sum and
+        // every init container after it.
+        let s = spec(serde_json::json!({
+            "initContainers": [
+                c("side", lim("100m", "16Mi")).as_object().unwrap().clone().into_iter()
+                    .chain([("restartPolicy".to_string(), serde_json::json!("Always"))]).collect::<serde_json::Map<_, _>>(),
+                c("big", lim("2", "512Mi")),
+            ],
+            "containers": [c("a", lim("200m", "64Mi"))],
+        }));
+        let t = pod_totals(&s);
+        assert_eq!(t.memory_limit, Some(528 << 20));
+        assert_eq!(t.cpu_limit_millis, Some(2100));
+        // Small init containers: the apps' sum plus sidecars.
+        let s = spec(serde_json::json!({
+            "initContainers": [c("small", lim("10m", "1Mi"))],
+            "containers": [c("a", lim("200m", "64Mi")), c("b", lim("300m", "64Mi"))],
+        }));
+        let t = pod_totals(&s);
+        assert_eq!(
+            (t.memory_limit, t.cpu_limit_millis),
+            (Some(128 << 20), Some(500))
+        );
+        // An init container without limits: no pod limits (Kubernetes).
+        let s = spec(serde_json::json!({
+            "initContainers": [c("free", serde_json::json!({}))],
+            "containers": [c("a", lim("200m", "64Mi"))],
+        }));
+        let t = pod_totals(&s);
+        assert_eq!((t.memory_limit, t.cpu_limit_millis), (None, None));
+        assert_eq!(
+            pod_totals(&spec(
+                serde_json::json!({"containers": [c("a", serde_json::json!({}))]})
+            )),
+            PodTotals::default()
+        );
     }
 
     #[test]

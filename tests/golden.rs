@@ -6,7 +6,7 @@
 
 use podc::load::Source;
 use podc::pipeline::{compile, Compiled};
-use podc::plan::{NoImages, Target};
+use podc::plan::{Cgroup, NoImages, Target};
 use podc::render;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -19,10 +19,14 @@ fn target(version: u32) -> Target {
 }
 
 fn compile_file(path: &Path, version: u32) -> Compiled {
+    compile_for(path, &target(version))
+}
+
+fn compile_for(path: &Path, target: &Target) -> Compiled {
     let name = format!("examples/{}", path.file_name().unwrap().to_string_lossy());
     let text = fs::read_to_string(path).unwrap();
     let env = render::environment(None).unwrap();
-    match compile(&[Source { name, text }], &target(version), &NoImages, &env) {
+    match compile(&[Source { name, text }], target, &NoImages, &env) {
         Ok(c) => c,
         Err(d) => panic!("{} does not compile: {d:#?}", path.display()),
     }
@@ -97,5 +101,14 @@ fn examples_render_to_reviewed_units() {
             &root.join(format!("{stem}@258")),
         ));
     }
+    // Resources on a cgroup v1 host: weights for Kubernetes' cpu.shares,
+    // no MemoryMin= (v1 has no memory protection).
+    let mut v1 = target(252);
+    v1.cgroup = Cgroup::V1;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/resources.yaml");
+    failures.extend(check(
+        &compile_for(&path, &v1),
+        &root.join("resources@cgroup1"),
+    ));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
