@@ -285,9 +285,6 @@ struct ContainerCtx {
     memory_min: Option<u64>,
     cpu_quota: Option<String>,
     cpu_weight: Option<u64>,
-    /// `CPUAccounting=yes` for containers with CPU resources (on cgroup v1
-    /// that is what gives the unit a `cpuacct` cgroup).
-    cpu_accounting: bool,
     /// `ExecStopPost=-`: records whether the kernel OOM-killed a process of
     /// the container (its exit status, which systemd keeps until the next
     /// start); systemd 252 does not detect OOM kills on cgroup v1.
@@ -1390,7 +1387,6 @@ fn container_ctx(
         memory_min: amt.mem_request.filter(|_| t.cgroup == Cgroup::V2),
         cpu_quota: amt.cpu_limit.map(cpu_quota),
         cpu_weight: amt.cpu_request.map(|m| cpu_weight_for(t.cgroup, m)),
-        cpu_accounting: amt.cpu_limit.is_some() || amt.cpu_request.is_some(),
         oom_check,
         release: (service_type == "forking").then(|| {
             vec![
