@@ -718,6 +718,9 @@ fn container_ctx(
             }
         }
     }
+    // Only `env` values are expanded (Kubernetes does not expand envFrom
+    // or image values); optional references that are absent push nothing.
+    let container_env_start = entries.len();
     for e in &c.env {
         let src = match &e.value_from {
             None => EnvSource::Plain(e.value.clone().unwrap_or_default()),
@@ -753,7 +756,6 @@ fn container_ctx(
     // Secret values take part in expansion, but any value that used one is
     // itself secret.
     let mut resolved: Vec<(String, String, bool)> = Vec::new();
-    let container_env_start = entries.len() - c.env.len().min(entries.len());
     for (i, (k, src)) in entries.into_iter().enumerate() {
         let (raw, mut secret) = match src {
             EnvSource::Plain(s) => (s, false),
