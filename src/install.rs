@@ -148,6 +148,17 @@ impl DesiredPod {
         crate::plan::infra_name(&self.id)
     }
 
+    /// Whether the pod uses the host's network (its infra unit says
+    /// `--host-network`).
+    pub fn host_network(&self) -> bool {
+        let infra = self.infra();
+        self.units
+            .iter()
+            .filter(|u| u.name == infra)
+            .flat_map(|u| u.text.lines())
+            .any(|l| l.starts_with("ExecStart=") && l.contains("\"--host-network\""))
+    }
+
     /// Container units in start order, with their role.
     pub fn containers(&self) -> Vec<ContainerInfo> {
         let prefix = format!("podc_{}_", self.id);
@@ -362,6 +373,9 @@ pub struct InstalledPod {
     /// Enable symlinks podc made (relative to the unit dir).
     #[serde(default)]
     pub enabled: Vec<String>,
+    /// `hostNetwork: true`: the pod's IP is the host's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_network: bool,
 }
 
 impl InstalledPod {
@@ -388,6 +402,7 @@ impl InstalledPod {
             files: d.file_records(),
             pending: false,
             enabled: Vec::new(),
+            host_network: d.host_network(),
         }
     }
 

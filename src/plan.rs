@@ -95,6 +95,13 @@ impl Images for NoImages {
 /// container's root.
 pub const JOINER_ROOT: &str = "/.podc";
 
+/// A pod's IP (`status.podIP`) when it has its own network namespace:
+/// podc gives pods no network beyond loopback, so the address every
+/// container of the pod can be reached at is 127.0.0.1. `podc get` reports
+/// the same. (A `hostNetwork` pod's IP is the host's; `fieldRef:
+/// status.podIP` is refused for it at build time.)
+pub const POD_IP: &str = "127.0.0.1";
+
 /// The default PATH container runtimes give an image without one.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -1492,8 +1499,7 @@ fn field_value(pod: &Pod, ns: &str, path: &str, t: &Target) -> String {
         "metadata.name" => pod.metadata.name.clone(),
         "metadata.namespace" => ns.to_string(),
         "spec.nodeName" => t.node_name.clone(),
-        // The pod's own network namespace has only loopback.
-        "status.podIP" => "127.0.0.1".into(),
+        "status.podIP" => POD_IP.into(),
         _ => match label_or_annotation_ref(path) {
             Some(("labels", k)) => pod.metadata.labels.get(k).cloned().unwrap_or_default(),
             Some((_, k)) => pod.metadata.annotations.get(k).cloned().unwrap_or_default(),
