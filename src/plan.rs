@@ -1577,6 +1577,78 @@ mod tests {
         );
     }
 
+    /// The container unit's context of the first container of `yaml`.
+    fn first_container(yaml: &str) -> (serde_json::Value, Vec<DataFile>) {
+        let src = crate::load::Source {
+            name: "t.yaml".into(),
+            text: yaml.into(),
+        };
+        let (v, diags) = crate::pipeline::check(&[src]);
+        assert!(
+            !diags.iter().any(crate::diagnostic::Diagnostic::is_error),
+            "{diags:?}"
+        );
+        let (plans, _) = plan(&v, &Target::new(252, "node1"), &NoImages);
+        let p = &plans[0];
+        let u = p
+            .units
+            .iter()
+            .find(|u| u.template == "container.service")
+            .unwrap();
+        (u.ctx.clone(), p.files.clone())
+    }
+
+    #[test]
+    fn only_env_values_expand_whatever_optional_refs_are_absent() {
+        let (ctx, files) = first_container(
+            r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: cm}
+data: {A: a, B: "$(A)"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: s}
+stringData: {PW: "p$w"}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: ["/bin/sh", "-c", "$(PW) $(B)"]
+    envFrom:
+    - configMapRef: {name: cm}
+    env:
+    - {name: OX, valueFrom: {configMapKeyRef: {name: cm, key: nope, optional: true}}}
+    - {name: OY, valueFrom: {secretKeyRef: {name: s, key: nope, optional: true}}}
+    - {name: IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    - {name: Z, value: "$(B)/$(IP)"}
+    - {name: S, value: "x$(PW)"}
+    - {name: PW, valueFrom: {secretKeyRef: {name: s, key: PW}}}
+    - {name: T, value: "$(PW)"}
+"#,
+        );
+        let env: Vec<(String, String)> = serde_json::from_value(ctx["env"].clone()).unwrap();
+        let get = |k: &str| env.iter().rev().find(|e| e.0 == k).map(|e| e.1.as_str());
+        assert_eq!(get("B"), Some("$(A)"), "envFrom values are not expanded");
+        assert_eq!(get("Z"), Some("$(A)/127.0.0.1"));
+        assert_eq!(get("S"), Some("x$(PW)"), "PW is not defined yet");
+        assert_eq!(get("PW"), None, "secret: not in the unit");
+        assert_eq!(get("T"), None, "built from a secret: not in the unit");
+        assert_eq!(get("OX"), None);
+        let env_file = files.iter().find(|f| f.path == "env/c.env").unwrap();
+        assert!(env_file.secret);
+        assert_eq!(
+            String::from_utf8_lossy(&env_file.content),
+            "PW=\"p\\$w\"\nT=\"p\\$w\"\n"
+        );
+        let argv: Vec<String> = serde_json::from_value(ctx["exec_start"].clone()).unwrap();
+        assert!(argv.contains(&"\0PW\0 $(A)".to_string()), "{argv:?}");
+    }
+
     #[test]
     fn env_file_escaping() {
         assert_eq!(
