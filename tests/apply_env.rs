@@ -456,6 +456,18 @@ spec:
     command: ["sh", "-c", "exec sleep 1000"]
     envFrom:
     - configMapRef: {name: unrelated}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: hostnet
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 3
+  containers:
+  - name: app
+    image: busybox:1.36
+    command: ["sh", "-c", "exec sleep 1000"]
 "#;
 
 #[test]
@@ -463,7 +475,7 @@ fn config_map_and_secret_changes_recreate_exactly_the_pods_that_use_them() -> Re
     let Some(p) = Podc::boot()? else {
         return Ok(());
     };
-    let pods = ["by-env", "by-volume", "by-secret", "bystander"];
+    let pods = ["by-env", "by-volume", "by-secret", "bystander", "hostnet"];
     for pod in pods {
         p.rootfs(pod, &["app"]);
     }
@@ -495,6 +507,28 @@ fn config_map_and_secret_changes_recreate_exactly_the_pods_that_use_them() -> Re
         p.run_ok(&["exec", "by-secret", "--", "cat", "/tok/value"]),
         token_v1
     );
+    // status.podIP: 127.0.0.1 in the pod's own network namespace, the
+    // host's address (its route's source address) with hostNetwork.
+    let ip = |pod: &str| -> serde_json::Value {
+        let v: serde_json::Value =
+            serde_json::from_str(&p.run_ok(&["get", "pods", pod, "-o", "json"])).unwrap();
+        v["status"]["podIP"].clone()
+    };
+    assert_eq!(ip("by-env"), "127.0.0.1");
+    let route = p.sd.sh("ip -4 -o route get 192.0.2.1");
+    let host_ip = String::from_utf8_lossy(&route.stdout)
+        .split_whitespace()
+        .skip_while(|w| *w != "src")
+        .nth(1)
+        .map(str::to_string);
+    match host_ip {
+        Some(h) => assert_eq!(ip("hostnet"), h.as_str()),
+        None => assert_eq!(
+            ip("hostnet"),
+            serde_json::Value::Null,
+            "no route, no address"
+        ),
+    }
     let ids = |pod: &str| p.invocations(&units(pod, &["app"]));
     let before: Vec<Vec<String>> = pods.iter().map(|pod| ids(pod)).collect();
 
