@@ -104,6 +104,9 @@ spec:
       prefix: CFG_
     - secretRef:
         name: creds
+    - secretRef:
+        name: creds
+      prefix: S_
     - configMapRef:
         name: absent
         optional: true
@@ -204,6 +207,8 @@ fn env_from_config_maps_secrets_and_the_pod_and_secrets_stay_root_only() -> Resu
         ("CFG_RAW", "$(CFG_PORT) stays"), // envFrom values are not expanded
         ("DB_PASSWORD", PASSWORD),
         ("token", TOKEN), // envFrom keeps the key's case
+        ("S_DB_PASSWORD", PASSWORD),
+        ("S_token", TOKEN),
         ("DUP", "second"),
         ("PORT_REF", "8080"),
         ("TOKEN", TOKEN),
@@ -253,7 +258,14 @@ fn env_from_config_maps_secrets_and_the_pod_and_secrets_stay_root_only() -> Resu
     let environment = p.prop(unit, "Environment");
     assert!(environment.contains("CFG_PORT=8080"), "{environment}");
     assert!(environment.contains("POD_IP=127.0.0.1"), "{environment}");
-    for secret_var in ["DB_PASSWORD=", "TOKEN=", "token=", "DSN="] {
+    for secret_var in [
+        "DB_PASSWORD=",
+        "S_DB_PASSWORD=",
+        "TOKEN=",
+        "token=",
+        "S_token=",
+        "DSN=",
+    ] {
         assert!(
             !environment.split(' ').any(|kv| kv.starts_with(secret_var)),
             "{secret_var} in Environment={environment}"
