@@ -80,7 +80,9 @@ pub fn plan(
                         .into_iter()
                         .collect();
                     (Action::Recreate, format!("changed: {}", changed.join(", ")))
-                } else if i.files != d.file_records() {
+                } else if i.files != d.file_records()
+                    || !install::secret_files_on_disk_match(paths, d)
+                {
                     (Action::Recreate, "data files changed".into())
                 } else if i.unit_dir != paths.unit_dir.display().to_string() {
                     (
@@ -680,8 +682,18 @@ pub fn diff(
                 }
             }
             let want = d.file_records();
+            let data = paths.root.join("pods").join(&d.id).join("data");
+            let secret_differs = |f: &str| {
+                let on_disk = crate::output::confined(&data, f)
+                    .ok()
+                    .and_then(|p| std::fs::read(p).ok());
+                d.files
+                    .iter()
+                    .find(|df| df.path == f)
+                    .is_some_and(|df| on_disk.as_deref() != Some(&df.content[..]))
+            };
             for (f, rec) in want.iter() {
-                if i.files.get(f) != Some(rec) {
+                if i.files.get(f) != Some(rec) || (rec.secret && secret_differs(f)) {
                     out.push_str(&format!(
                         "data file {}/pods/{}/data/{f} changes{}\n",
                         paths.root.display(),
@@ -796,6 +808,40 @@ mod tests {
         install::install_pod(&paths, &a).unwrap();
         let items = plan(&[a3], &inv, &paths, false);
         assert_eq!(items[0].action, Action::Recreate);
+        // A secret file: no hash in the inventory; a change is found by
+        // comparing with the installed root-only copy.
+        let secret = |v: &[u8]| {
+            let mut s = a.clone();
+            s.files.push(DataFile {
+                path: "env/app.env".into(),
+                mode: 0o600,
+                secret: true,
+                content: v.to_vec(),
+            });
+            s
+        };
+        let s1 = secret(b"PW=\"hunter2\"\n");
+        install::install_pod(&paths, &s1).unwrap();
+        inv.pods
+            .insert(s1.id.clone(), InstalledPod::from_desired(&s1, &paths));
+        let text = serde_json::to_string(&inv).unwrap();
+        assert!(
+            !text.contains(&install::sha256(b"PW=\"hunter2\"\n")[7..]),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+        let items = plan(std::slice::from_ref(&s1), &inv, &paths, false);
+        assert_eq!(items[0].action, Action::Unchanged, "{}", items[0].why);
+        let s2 = secret(b"PW=\"hunter3\"\n");
+        let items = plan(std::slice::from_ref(&s2), &inv, &paths, false);
+        assert_eq!(items[0].action, Action::Recreate);
+        let (text, differs) = diff(&paths, std::slice::from_ref(&s2), &inv, false);
+        assert!(differs);
+        assert!(
+            text.contains("env/app.env changes (secret: content not shown)"),
+            "{text}"
+        );
+        assert!(!text.contains("hunter"), "{text}");
         let _ = std::fs::remove_dir_all(&d);
     }
 }

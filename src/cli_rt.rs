@@ -613,6 +613,7 @@ pub fn describe(root: &Path, a: DescribeArgs) -> ExitCode {
         }
     );
     println!("Status:       {} ({})", s.phase, s.status_column());
+    println!("IP:           {}", s.pod_ip.as_deref().unwrap_or("<none>"));
     println!("Target:       {}", p.target);
     println!("Slice:        {}   (systemctl status {})", p.slice, p.slice);
     println!("Infra:        {} ({})", p.infra(), s.infra_state);

@@ -120,6 +120,9 @@ impl DesiredPod {
             .collect()
     }
 
+    /// The inventory's record of each data file. Secret files get no hash
+    /// (see [`FileRecord`]): whether one changed is decided by comparing it
+    /// with the installed root-only copy ([`secret_files_on_disk_match`]).
     pub fn file_records(&self) -> BTreeMap<String, FileRecord> {
         self.files
             .iter()
@@ -129,7 +132,11 @@ impl DesiredPod {
                     FileRecord {
                         mode: format!("{:04o}", f.mode),
                         secret: f.secret,
-                        hash: sha256(&f.content),
+                        hash: if f.secret {
+                            String::new()
+                        } else {
+                            sha256(&f.content)
+                        },
                     },
                 )
             })
@@ -139,6 +146,17 @@ impl DesiredPod {
     /// The infra unit: `podc_<id>.service`.
     pub fn infra(&self) -> String {
         crate::plan::infra_name(&self.id)
+    }
+
+    /// Whether the pod uses the host's network (its infra unit says
+    /// `--host-network`).
+    pub fn host_network(&self) -> bool {
+        let infra = self.infra();
+        self.units
+            .iter()
+            .filter(|u| u.name == infra)
+            .flat_map(|u| u.text.lines())
+            .any(|l| l.starts_with("ExecStart=") && l.contains("\"--host-network\""))
     }
 
     /// Container units in start order, with their role.
@@ -250,6 +268,8 @@ struct BuildEntry {
 struct BuildFile {
     path: String,
     secret: bool,
+    /// Absent for secret files (the build's inventory is world-readable).
+    #[serde(default)]
     hash: String,
 }
 
@@ -285,7 +305,7 @@ pub fn from_build_dir(dir: &Path) -> Result<(Vec<DesiredPod>, BuildTarget), Stri
         for f in p.files {
             let path = confined(&data, &f.path).map_err(|e| e.to_string())?;
             let content = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            if sha256(&content) != f.hash {
+            if !f.secret && sha256(&content) != f.hash {
                 return Err(format!(
                     "{}: content does not match the build's inventory; rebuild",
                     path.display()
@@ -312,10 +332,15 @@ pub fn from_build_dir(dir: &Path) -> Result<(Vec<DesiredPod>, BuildTarget), Stri
     Ok((pods, inv.target))
 }
 
+/// What the inventory records of a data file. The inventory is readable by
+/// every host user, so a secret file has no hash here: an unsalted hash of
+/// secret bytes lets anyone confirm a guess of them offline. Its installed
+/// copy (0600 in a 0700 directory) is what a new build is compared with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileRecord {
     pub mode: String,
     pub secret: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub hash: String,
 }
 
@@ -348,6 +373,9 @@ pub struct InstalledPod {
     /// Enable symlinks podc made (relative to the unit dir).
     #[serde(default)]
     pub enabled: Vec<String>,
+    /// `hostNetwork: true`: the pod's IP is the host's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_network: bool,
 }
 
 impl InstalledPod {
@@ -374,6 +402,7 @@ impl InstalledPod {
             files: d.file_records(),
             pending: false,
             enabled: Vec::new(),
+            host_network: d.host_network(),
         }
     }
 
@@ -466,6 +495,21 @@ pub fn remove_stale_tmp(dir: &Path) {
             }
         }
     }
+}
+
+/// Do the installed copies of the pod's secret data files hold exactly
+/// what `pod` wants? (The inventory records no hash for them.) Reads only
+/// podc's root-only data directory.
+pub fn secret_files_on_disk_match(paths: &Paths, pod: &DesiredPod) -> bool {
+    let Ok(data) = paths.pod_state(&pod.id).map(|s| s.join("data")) else {
+        return false;
+    };
+    pod.files.iter().filter(|f| f.secret).all(|f| {
+        confined(&data, &f.path)
+            .ok()
+            .and_then(|p| fs::read(p).ok())
+            .is_some_and(|b| b == f.content)
+    })
 }
 
 /// Does the unit file on disk hold exactly `hash`?

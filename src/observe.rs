@@ -97,6 +97,11 @@ pub struct PodStatus {
     pub start_us: u64,
     /// The infra unit's state, `active/running` when the namespaces exist.
     pub infra_state: String,
+    /// `status.podIP`: [`crate::plan::POD_IP`] in the pod's own network
+    /// namespace, the host's address with `hostNetwork`; `None` while the
+    /// infra unit is not running (Kubernetes has no IP before the sandbox
+    /// exists) or when the host has no address to report.
+    pub pod_ip: Option<String>,
 }
 
 impl PodStatus {
@@ -370,7 +375,24 @@ pub fn derive(
         infra_state: infra
             .map(|i| format!("{}/{}", i.active_state, i.sub_state))
             .unwrap_or_else(|| "not-loaded".into()),
+        pod_ip: infra.filter(|i| i.active_state == "active").and_then(|_| {
+            if pod.host_network {
+                host_ip()
+            } else {
+                Some(crate::plan::POD_IP.to_string())
+            }
+        }),
     }
+}
+
+/// The host's address as kubelet would report it for a `hostNetwork`
+/// pod: the source address of the route to the outside (a UDP `connect`
+/// only looks the route up; nothing is sent), else none.
+pub fn host_ip() -> Option<String> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_unspecified() && !ip.is_loopback()).then(|| ip.to_string())
 }
 
 /// Read a unit's state, `None` when systemd has not loaded it.
@@ -496,6 +518,8 @@ pub fn pod_json(s: &PodStatus) -> Value {
                 cond("ContainersReady", s.containers_ready),
                 cond("Ready", s.ready()),
             ],
+            "podIP": s.pod_ip,
+            "podIPs": s.pod_ip.iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>(),
             "startTime": ts(s.start_us),
             "initContainerStatuses": s.init_containers.iter().map(container_json).collect::<Vec<_>>(),
             "containerStatuses": s.containers.iter().map(container_json).collect::<Vec<_>>(),
@@ -605,6 +629,7 @@ mod tests {
             files: Default::default(),
             pending: false,
             enabled: vec![],
+            host_network: false,
         }
     }
 

@@ -53,11 +53,15 @@ pub struct InventoryEntry {
     pub hash: String,
 }
 
+/// A data file. Secret files have no hash: this inventory is readable by
+/// everyone, and an unsalted hash of a secret lets anyone test guesses of
+/// it offline. Their content sits in the build's root-only data directory.
 #[derive(Serialize)]
 pub struct InventoryFile {
     pub path: String,
     pub mode: String,
     pub secret: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub hash: String,
 }
 
@@ -99,7 +103,11 @@ pub fn inventory<'a>(c: &Compiled, target: &'a Target) -> Inventory<'a> {
                         path: f.path.clone(),
                         mode: format!("{:04o}", f.mode),
                         secret: f.secret,
-                        hash: format!("sha256:{:x}", Sha256::digest(&f.content)),
+                        hash: if f.secret {
+                            String::new()
+                        } else {
+                            format!("sha256:{:x}", Sha256::digest(&f.content))
+                        },
                     })
                     .collect(),
             })

@@ -110,6 +110,13 @@ impl Images for NoImages {
 /// container's root.
 pub const JOINER_ROOT: &str = "/.podc";
 
+/// A pod's IP (`status.podIP`) when it has its own network namespace:
+/// podc gives pods no network beyond loopback, so the address every
+/// container of the pod can be reached at is 127.0.0.1. `podc get` reports
+/// the same. (A `hostNetwork` pod's IP is the host's; `fieldRef:
+/// status.podIP` is refused for it at build time.)
+pub const POD_IP: &str = "127.0.0.1";
+
 /// The default PATH container runtimes give an image without one.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -860,6 +867,9 @@ fn container_ctx(
             }
         }
     }
+    // Only `env` values are expanded (Kubernetes does not expand envFrom
+    // or image values); optional references that are absent push nothing.
+    let container_env_start = entries.len();
     for e in &c.env {
         let src = match &e.value_from {
             None => EnvSource::Plain(e.value.clone().unwrap_or_default()),
@@ -895,7 +905,6 @@ fn container_ctx(
     // Secret values take part in expansion, but any value that used one is
     // itself secret.
     let mut resolved: Vec<(String, String, bool)> = Vec::new();
-    let container_env_start = entries.len() - c.env.len().min(entries.len());
     for (i, (k, src)) in entries.into_iter().enumerate() {
         let (raw, mut secret) = match src {
             EnvSource::Plain(s) => (s, false),
@@ -1631,8 +1640,7 @@ fn field_value(pod: &Pod, ns: &str, path: &str, t: &Target) -> String {
         "metadata.name" => pod.metadata.name.clone(),
         "metadata.namespace" => ns.to_string(),
         "spec.nodeName" => t.node_name.clone(),
-        // The pod's own network namespace has only loopback.
-        "status.podIP" => "127.0.0.1".into(),
+        "status.podIP" => POD_IP.into(),
         _ => match label_or_annotation_ref(path) {
             Some(("labels", k)) => pod.metadata.labels.get(k).cloned().unwrap_or_default(),
             Some((_, k)) => pod.metadata.annotations.get(k).cloned().unwrap_or_default(),
@@ -1800,6 +1808,78 @@ mod tests {
             container_unit_name("default_web", "app"),
             "podc_default_web_app.service"
         );
+    }
+
+    /// The container unit's context of the first container of `yaml`.
+    fn first_container(yaml: &str) -> (serde_json::Value, Vec<DataFile>) {
+        let src = crate::load::Source {
+            name: "t.yaml".into(),
+            text: yaml.into(),
+        };
+        let (v, diags) = crate::pipeline::check(&[src]);
+        assert!(
+            !diags.iter().any(crate::diagnostic::Diagnostic::is_error),
+            "{diags:?}"
+        );
+        let (plans, _) = plan(&v, &Target::new(252, "node1"), &NoImages);
+        let p = &plans[0];
+        let u = p
+            .units
+            .iter()
+            .find(|u| u.template == "container.service")
+            .unwrap();
+        (u.ctx.clone(), p.files.clone())
+    }
+
+    #[test]
+    fn only_env_values_expand_whatever_optional_refs_are_absent() {
+        let (ctx, files) = first_container(
+            r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: cm}
+data: {A: a, B: "$(A)"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: s}
+stringData: {PW: "p$w"}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  containers:
+  - name: c
+    image: busybox:1.36
+    command: ["/bin/sh", "-c", "$(PW) $(B)"]
+    envFrom:
+    - configMapRef: {name: cm}
+    env:
+    - {name: OX, valueFrom: {configMapKeyRef: {name: cm, key: nope, optional: true}}}
+    - {name: OY, valueFrom: {secretKeyRef: {name: s, key: nope, optional: true}}}
+    - {name: IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    - {name: Z, value: "$(B)/$(IP)"}
+    - {name: S, value: "x$(PW)"}
+    - {name: PW, valueFrom: {secretKeyRef: {name: s, key: PW}}}
+    - {name: T, value: "$(PW)"}
+"#,
+        );
+        let env: Vec<(String, String)> = serde_json::from_value(ctx["env"].clone()).unwrap();
+        let get = |k: &str| env.iter().rev().find(|e| e.0 == k).map(|e| e.1.as_str());
+        assert_eq!(get("B"), Some("$(A)"), "envFrom values are not expanded");
+        assert_eq!(get("Z"), Some("$(A)/127.0.0.1"));
+        assert_eq!(get("S"), Some("x$(PW)"), "PW is not defined yet");
+        assert_eq!(get("PW"), None, "secret: not in the unit");
+        assert_eq!(get("T"), None, "built from a secret: not in the unit");
+        assert_eq!(get("OX"), None);
+        let env_file = files.iter().find(|f| f.path == "env/c.env").unwrap();
+        assert!(env_file.secret);
+        assert_eq!(
+            String::from_utf8_lossy(&env_file.content),
+            "PW=\"p\\$w\"\nT=\"p\\$w\"\n"
+        );
+        let argv: Vec<String> = serde_json::from_value(ctx["exec_start"].clone()).unwrap();
+        assert!(argv.contains(&"\0PW\0 $(A)".to_string()), "{argv:?}");
     }
 
     #[test]
