@@ -188,7 +188,7 @@ struct Anchored {
     nodes: usize,
 }
 
-fn escape_pointer(key: &str) -> String {
+pub(crate) fn escape_pointer(key: &str) -> String {
     if key.contains(['~', '/']) {
         key.replace('~', "~0").replace('/', "~1")
     } else {

@@ -182,6 +182,7 @@ pub fn validate(sources: &[Source], docs: &[Document]) -> (Validated, Vec<Diagno
         let (name, ns) = match kind {
             "Pod" => match typed::<Pod>(&mut r, value, quiet) {
                 Some(p) => {
+                    nul_bytes(&mut r, value, &mut String::new());
                     let key = (p.metadata.name.clone(), ns_of(&p.metadata));
                     pods.push((p, di));
                     key
@@ -251,6 +252,40 @@ pub fn validate(sources: &[Source], docs: &[Document]) -> (Validated, Vec<Diagno
         }
     }
     (out, diags)
+}
+
+/// Reports every string of a Pod (keys included) that holds a NUL byte.
+/// Whatever podc takes from a Pod ends up in a unit file, an argument, an
+/// environment variable or a path, and none of them can carry one; saying
+/// so here, at the field, beats a failure while rendering. (ConfigMap and
+/// Secret data may hold any bytes: they are checked where they are used.)
+fn nul_bytes(r: &mut Report, v: &serde_json::Value, ptr: &mut String) {
+    let len = ptr.len();
+    match v {
+        serde_json::Value::String(s) if s.contains('\0') => r.err(
+            ptr,
+            "contains a NUL byte, which no systemd setting, argument, environment variable or path can carry",
+        ),
+        serde_json::Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                ptr.push_str(&format!("/{i}"));
+                nul_bytes(r, x, ptr);
+                ptr.truncate(len);
+            }
+        }
+        serde_json::Value::Object(o) => {
+            for (k, x) in o {
+                ptr.push('/');
+                ptr.push_str(&crate::load::escape_pointer(k));
+                if k.contains('\0') {
+                    r.err(ptr, "this key contains a NUL byte, which podc cannot carry into systemd");
+                }
+                nul_bytes(r, x, ptr);
+                ptr.truncate(len);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn ns_of(m: &ObjectMeta) -> String {
@@ -1185,6 +1220,19 @@ fn check_container(
                 .map(|d| d.data.keys().cloned().collect());
             let p = format!("{ep}/valueFrom/configMapKeyRef");
             check_key_ref(r, &p, "ConfigMap", ns, k, keys);
+            let value = refs
+                .config_maps
+                .get(&key(&k.name))
+                .and_then(|d| d.data.get(&k.key));
+            if let Some(m) = value.and_then(|v| env_value_problem(v.as_bytes())) {
+                r.err(
+                    &format!("{p}/key"),
+                    format!(
+                        "the value of ConfigMap \"{}\" key \"{}\" {m}",
+                        k.name, k.key
+                    ),
+                );
+            }
         }
         if let Some(k) = &from.secret_key_ref {
             let keys = refs
@@ -1193,6 +1241,16 @@ fn check_container(
                 .map(|d| d.data.keys().cloned().collect());
             let p = format!("{ep}/valueFrom/secretKeyRef");
             check_key_ref(r, &p, "Secret", ns, k, keys);
+            let value = refs
+                .secrets
+                .get(&key(&k.name))
+                .and_then(|d| d.data.get(&k.key));
+            if let Some(m) = value.and_then(|v| env_value_problem(v)) {
+                r.err(
+                    &format!("{p}/key"),
+                    format!("the value of Secret \"{}\" key \"{}\" {m}", k.name, k.key),
+                );
+            }
         }
         if let Some(f) = &from.field_ref {
             let fp = format!("{ep}/valueFrom/fieldRef/fieldPath");
@@ -1237,7 +1295,12 @@ fn check_container(
                 nr,
                 refs.config_maps
                     .get(&(ns.to_string(), nr.name.clone()))
-                    .map(|d| d.data.keys().cloned().collect::<Vec<_>>()),
+                    .map(|d| {
+                        d.data
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
+                            .collect::<Vec<_>>()
+                    }),
             ),
             (_, Some(nr)) => (
                 "Secret",
@@ -1245,7 +1308,7 @@ fn check_container(
                 nr,
                 refs.secrets
                     .get(&(ns.to_string(), nr.name.clone()))
-                    .map(|d| d.data.keys().cloned().collect::<Vec<_>>()),
+                    .map(|d| d.data.clone().into_iter().collect::<Vec<_>>()),
             ),
             _ => continue,
         };
@@ -1255,11 +1318,16 @@ fn check_container(
                 format!("{what} \"{}\" is not defined in namespace \"{ns}\" in the input; add it, or set optional: true", nr.name),
             ),
             Some(keys) => {
-                for k in keys {
+                for (k, v) in keys {
                     let full = format!("{}{k}", e.prefix.as_deref().unwrap_or(""));
                     if !envfrom_name_ok(&full) {
                         // Kubernetes skips invalid keys with an event; say so.
                         r.warn(&format!("{ep}/{field}/name"), format!("key \"{k}\" of {what} \"{}\" does not make an environment variable name systemd accepts (letters, digits, '_') and is skipped", nr.name));
+                    } else if let Some(m) = env_value_problem(&v) {
+                        r.err(
+                            &format!("{ep}/{field}/name"),
+                            format!("the value of {what} \"{}\" key \"{k}\" {m}", nr.name),
+                        );
                     }
                 }
             }
@@ -1318,6 +1386,20 @@ fn check_key_ref(
             ),
         ),
         _ => {}
+    }
+}
+
+/// Why a value cannot become an environment variable, if it cannot: a NUL
+/// byte ends a C string, and systemd (`EnvironmentFile=`, `Environment=`)
+/// refuses values that are not UTF-8. Kubernetes would pass such bytes; podc
+/// refuses them rather than change them.
+fn env_value_problem(v: &[u8]) -> Option<&'static str> {
+    if v.contains(&0) {
+        Some("contains a NUL byte, which no environment variable can carry")
+    } else if std::str::from_utf8(v).is_err() {
+        Some("is not UTF-8 text, and systemd passes only UTF-8 environment values")
+    } else {
+        None
     }
 }
 
