@@ -256,6 +256,11 @@ struct ContainerCtx {
     binds: Vec<(String, String)>,
     binds_ro: Vec<(String, String)>,
     read_only_root: bool,
+    /// Not privileged: read-only /sys and cgroups, no host devices.
+    confined: bool,
+    /// Why this container cannot be created (Kubernetes'
+    /// CreateContainerConfigError), for observe.
+    config_error: Option<String>,
     env: Vec<(String, String)>,
     env_file: Option<String>,
     working_dir: Option<String>,
@@ -869,13 +874,36 @@ fn container_ctx(
         }
     }
     let non_root = sc.run_as_non_root == Some(true);
-    if non_root && uid.as_deref() == Some("0") {
+    // runAsNonRoot against an explicit runAsUser: 0 is a contradiction in
+    // the manifest, reported at build time. Against the image's user it is
+    // what the kubelet reports when it creates the container: the pod is
+    // installed, this container does not start (the joiner refuses uid 0
+    // with --non-root) and observe shows CreateContainerConfigError.
+    let mut config_error = None;
+    if non_root && sc.run_as_user == Some(0) {
         errors.push(Note::at(
             vp,
             cpath,
             "non-root",
-            format!("container {} has runAsNonRoot: true but runs as uid 0; set runAsUser to a non-zero uid", c.name),
+            format!("container {} has runAsNonRoot: true but runAsUser: 0; set runAsUser to a non-zero uid", c.name),
         ));
+    } else if non_root && uid.as_deref().is_none_or(|u| u == "0") {
+        let why = if image.is_some() {
+            "image will run as root"
+        } else {
+            "image will run as root (its user is not known: the image was not in the local store at build time)"
+        };
+        let msg = format!(
+            "container has runAsNonRoot and {why} (pod: \"{}/{}\", container: {})",
+            vp.namespace, pod.metadata.name, c.name
+        );
+        notes.push(Note::at(
+            vp,
+            cpath,
+            format!("non-root-image {}/{}", c.name, vp.namespace),
+            format!("{msg}: the container will not start (CreateContainerConfigError); set runAsUser to a non-zero uid"),
+        ));
+        config_error = Some(msg);
     }
     let privileged = sc.privileged.unwrap_or(false);
     let capabilities: Option<Vec<String>> = if privileged {
@@ -1224,6 +1252,8 @@ fn container_ctx(
         binds,
         binds_ro,
         read_only_root: sc.read_only_root_filesystem.unwrap_or(false),
+        confined: !privileged,
+        config_error,
         env,
         env_file,
         working_dir,
