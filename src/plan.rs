@@ -71,6 +71,9 @@ pub struct ImageConfig {
     pub env: Vec<(String, String)>,
     pub working_dir: Option<String>,
     pub user: Option<String>,
+    /// `user` as numeric `uid[:gid]`, names looked up in the image's
+    /// /etc/passwd and /etc/group; `Err` says what was not found.
+    pub user_ids: Option<Result<String, String>>,
     pub stop_signal: Option<String>,
     /// The image's content digest, pinned in the unit so a new image means
     /// a changed unit.
@@ -854,7 +857,17 @@ fn container_ctx(
     // bound into the root at /.podc) does that, drops to the container
     // user and its capability set, and execs the command.
     let sc = effective_security(spec.security_context.as_ref(), c.security_context.as_ref());
-    let (img_uid, img_gid) = match img.user.as_deref().filter(|u| !u.is_empty()) {
+    // The image's user with names resolved in the image (as runc does);
+    // what cannot be resolved stays a name and is reported below.
+    let img_user = match (&img.user_ids, img.user.as_deref()) {
+        (Some(Ok(ids)), _) => Some(ids.as_str()),
+        (_, u) => u,
+    };
+    let img_user_named = img
+        .user
+        .as_deref()
+        .is_some_and(|u| u.split(':').any(|p| p.parse::<u32>().is_err()));
+    let (img_uid, img_gid) = match img_user.filter(|u| !u.is_empty()) {
         Some(u) => match u.split_once(':') {
             Some((a, b)) => (Some(a.to_string()), Some(b.to_string())),
             None => (Some(u.to_string()), None),
@@ -869,7 +882,10 @@ fn container_ctx(
                 vp,
                 cpath,
                 "image-user-name",
-                format!("image {} runs as {what} \"{v}\", a name podc cannot resolve yet; set securityContext.runAsUser/runAsGroup to numeric ids", c.image),
+                match &img.user_ids {
+                    Some(Err(e)) => format!("image {} runs as {what} \"{v}\", which podc cannot resolve: {e}; set securityContext.runAsUser/runAsGroup to numeric ids", c.image),
+                    _ => format!("image {} runs as {what} \"{v}\", a name podc cannot resolve; set securityContext.runAsUser/runAsGroup to numeric ids", c.image),
+                },
             ));
         }
     }
@@ -887,11 +903,20 @@ fn container_ctx(
             "non-root",
             format!("container {} has runAsNonRoot: true but runAsUser: 0; set runAsUser to a non-zero uid", c.name),
         ));
-    } else if non_root && uid.as_deref().is_none_or(|u| u == "0") {
-        let why = if image.is_some() {
-            "image will run as root"
+    } else if non_root
+        && (uid.as_deref().is_none_or(|u| u == "0") || (sc.run_as_user.is_none() && img_user_named))
+    {
+        // The kubelet does not resolve names for this check: an image
+        // user name cannot be verified, even where podc resolves it.
+        let why = if uid.as_deref().is_some_and(|u| u != "0") {
+            format!(
+                "image has non-numeric user ({}), cannot verify user is non-root",
+                img.user.as_deref().unwrap_or_default()
+            )
+        } else if image.is_some() {
+            "image will run as root".to_string()
         } else {
-            "image will run as root (its user is not known: the image was not in the local store at build time)"
+            "image will run as root (its user is not known: the image was not in the local store at build time)".to_string()
         };
         let msg = format!(
             "container has runAsNonRoot and {why} (pod: \"{}/{}\", container: {})",
@@ -935,6 +960,10 @@ fn container_ctx(
         Some(caps)
     };
 
+    // A container that cannot be created must not run at all: its joiner
+    // gets --non-root and no --user, so it refuses to exec (exit 126).
+    let refuse = config_error.is_some();
+
     #[derive(PartialEq)]
     enum Pid {
         Host,
@@ -965,7 +994,8 @@ fn container_ctx(
         || (pid == Pid::New && !native_pid)
         || relative(&argv)
         || hook_relative
-        || (non_root && uid.is_none());
+        || (non_root && uid.is_none())
+        || refuse;
     let protect_hostname = (!use_joiner && !spec.host_network).then(|| {
         spec.hostname
             .clone()
@@ -991,7 +1021,7 @@ fn container_ctx(
         if hook || (role == "init" && pid != Pid::Host) {
             j.push("--wait".into());
         }
-        if uid.is_some() || gid.is_some() {
+        if !refuse && (uid.is_some() || gid.is_some()) {
             j.extend([
                 "--user".into(),
                 format!(

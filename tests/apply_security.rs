@@ -3,6 +3,7 @@
 //! `/proc/self/status`, `/proc/sys`, writes to its root), against what
 //! Kubernetes with containerd/runc gives. Each test boots once and runs
 //! several containers.
+mod image_support;
 mod support;
 
 use support::podc::{show, Podc};
@@ -221,5 +222,84 @@ fn run_as_non_root_refuses_a_root_image_with_a_reason() -> Result {
     let table = p.run_ok(&["get", "pods"]);
     assert!(table.contains("CreateContainerConfigError"), "{table}");
     p.sd.sh_ok("test ! -e /run/out/rooty");
+    Ok(())
+}
+
+/// An image of busybox whose `/etc/passwd` has `app` (1234, group 4321)
+/// and whose `/etc/group` has `staff` (555), running as `user`.
+fn named_image(user: &str) -> image_support::TestImage {
+    use image_support::*;
+    use podc::image::unpack::Compression;
+    let mut layers = busybox_layers();
+    layers.push(vec![
+        file(
+            "etc/passwd",
+            0o644,
+            b"root:x:0:0:root:/root:/bin/sh\napp:x:1234:4321::/:/bin/sh\n",
+        ),
+        file("etc/group", 0o644, b"root:x:0:\nstaff:x:555:\n"),
+    ]);
+    let mut config = busybox_config();
+    config["config"]["User"] = serde_json::json!(user);
+    TestImage::new(
+        layers.iter().map(|l| layer(l, Compression::Gzip)).collect(),
+        config,
+    )
+}
+
+#[test]
+fn image_user_names_resolve_in_the_image() -> Result {
+    let Some(p) = Podc::boot()? else {
+        return Ok(());
+    };
+    p.sd.sh_ok("mkdir -p -m 1777 /run/out");
+    let t = tempfile::tempdir()?;
+    for (tag, user) in [("1", "app"), ("2", "1000:staff"), ("3", "ghost")] {
+        let archive = t.path().join(format!("named{tag}.tar"));
+        image_support::write_oci_archive(
+            &named_image(user),
+            &archive,
+            Some(&format!("example.test/named:{tag}")),
+        );
+        p.sd.copy_in(&archive, &format!("/run/named{tag}.tar"))?;
+        p.run_ok(&["image", "import", &format!("/run/named{tag}.tar")]);
+    }
+    let c = |name: &str, tag: &str, sc: &str| {
+        format!("  - name: {name}\n    image: example.test/named:{tag}\n    command: [/bin/busybox, sh, -c, 'busybox id > /out/{name}; exec busybox sleep 1000']\n    volumeMounts: [{{name: out, mountPath: /out}}]\n    securityContext: {{{sc}}}\n")
+    };
+    let y = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: named\nspec:\n  terminationGracePeriodSeconds: 1\n  volumes:\n  - {{name: out, hostPath: {{path: /run/out}}}}\n  containers:\n{}{}{}",
+        c("by-name", "1", ""),
+        c("group-name", "2", ""),
+        // Kubernetes does not resolve names for runAsNonRoot.
+        c("non-root", "1", "runAsNonRoot: true"),
+    );
+    p.manifest("/srv/named.yaml", &y);
+    let out = p.apply("/srv/named.yaml", &[]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        text.contains("container has runAsNonRoot and image has non-numeric user (app), cannot verify user is non-root"),
+        "{text}"
+    );
+    let r = report(&p, "by-name");
+    assert!(r.starts_with("uid=1234(app) gid=4321 "), "{r}");
+    let r = report(&p, "group-name");
+    assert!(r.starts_with("uid=1000 gid=555(staff) "), "{r}");
+    p.sd.sh_ok("test ! -e /run/out/non-root");
+
+    // A name the image does not have is a located build error.
+    p.manifest(
+        "/srv/bad.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: c\n    image: example.test/named:3\n    command: [/bin/busybox, sleep, '1']\n",
+    );
+    let out = p.apply("/srv/bad.yaml", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        err.contains("/srv/bad.yaml:7:5: error: spec.containers[0]: image example.test/named:3 runs as user \"ghost\", which podc cannot resolve: user \"ghost\" is not in the image's /etc/passwd"),
+        "{err}"
+    );
+    p.sd.sh_ok("test ! -e /etc/systemd/system/podc_default_bad.target");
     Ok(())
 }
