@@ -259,8 +259,12 @@ struct ContainerCtx {
     binds: Vec<(String, String)>,
     binds_ro: Vec<(String, String)>,
     read_only_root: bool,
-    /// Not privileged: read-only /sys and cgroups, no host devices.
+    /// Not privileged: read-only cgroups, no host devices.
     confined: bool,
+    /// Not privileged: read-only /sys and /proc/sys. Left out where systemd
+    /// would imply NoNewPrivileges= from it (a non-root `User=` without
+    /// the joiner), which Kubernetes does not set by default.
+    protect_kernel_tunables: bool,
     /// Why this container cannot be created (Kubernetes'
     /// CreateContainerConfigError), for observe.
     config_error: Option<String>,
@@ -925,7 +929,7 @@ fn container_ctx(
         notes.push(Note::at(
             vp,
             cpath,
-            format!("non-root-image {}/{}", c.name, vp.namespace),
+            format!("non-root-image {}/{}/{}", vp.namespace, pod.metadata.name, c.name),
             format!("{msg}: the container will not start (CreateContainerConfigError); set runAsUser to a non-zero uid"),
         ));
         config_error = Some(msg);
@@ -1283,6 +1287,10 @@ fn container_ctx(
         binds_ro,
         read_only_root: sc.read_only_root_filesystem.unwrap_or(false),
         confined: !privileged,
+        protect_kernel_tunables: !privileged
+            && (use_joiner
+                || uid.as_deref().is_none_or(|u| u == "0")
+                || sc.allow_privilege_escalation == Some(false)),
         config_error,
         env,
         env_file,
