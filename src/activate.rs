@@ -470,6 +470,9 @@ pub fn explain(sd: &Systemd, pod: &InstalledPod, st: &PodStatus, out: &mut dyn W
             "  container {} ({}): {reason}, systemd Result={}, {how}, restarts {}",
             c.name, c.unit, c.result, c.restart_count
         );
+        if let Some(m) = &c.message {
+            let _ = writeln!(out, "    {m}");
+        }
         journal_tail(&c.unit, 20, out);
     }
     if let Ok(Some(infra)) = observe::read_unit(sd, &pod.infra()) {

@@ -560,6 +560,9 @@ fn describe_container(c: &observe::ContainerStatus, now: u64) {
         }
     };
     show("State:", &c.state);
+    if let Some(m) = &c.message {
+        println!("      Message:      {m}");
+    }
     if let Some(l) = &c.last {
         show("Last State:", l);
     }

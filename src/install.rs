@@ -93,6 +93,10 @@ pub struct ContainerInfo {
     pub unit: String,
     /// `init`, `sidecar` or `app`.
     pub role: String,
+    /// Why the container cannot be created (Kubernetes'
+    /// CreateContainerConfigError), from the unit's `X-PodcConfigError=`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_error: Option<String>,
 }
 
 /// One pod as the input wants it.
@@ -170,6 +174,7 @@ impl DesiredPod {
                     name: name.to_string(),
                     unit: u.name.clone(),
                     role: role_of(&u.text).to_string(),
+                    config_error: config_error_of(&u.text),
                 })
             })
             .collect()
@@ -178,6 +183,14 @@ impl DesiredPod {
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }
+}
+
+/// The reason the planner found that a container cannot be created
+/// (`X-PodcConfigError=`, written as free text: `%` doubled).
+fn config_error_of(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("X-PodcConfigError="))
+        .map(|v| v.replace("%%", "%"))
 }
 
 /// A container's role from its unit text: the Description podc renders

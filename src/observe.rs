@@ -56,6 +56,9 @@ pub struct ContainerStatus {
     pub last: Option<State>,
     pub ready: bool,
     pub restart_count: u32,
+    /// Why the container is waiting, when podc knows more than the reason
+    /// (CreateContainerConfigError's message).
+    pub message: Option<String>,
     /// systemd's view, for messages: `ActiveState/SubState`, `Result`.
     pub active_state: String,
     pub sub_state: String,
@@ -181,7 +184,9 @@ impl PodStatus {
             .iter()
             .chain(&self.containers)
             .filter(|c| match &c.state {
-                State::Waiting { reason } => reason == "CrashLoopBackOff",
+                State::Waiting { reason } => {
+                    reason == "CrashLoopBackOff" || reason == "CreateContainerConfigError"
+                }
                 State::Terminated { reason, .. } => reason != "Completed",
                 State::Running { .. } => false,
             })
@@ -210,11 +215,26 @@ pub fn container_status(
         last: None,
         ready: false,
         restart_count: 0,
+        message: None,
         active_state: String::new(),
         sub_state: String::new(),
         result: String::new(),
         main_pid: 0,
     };
+    // The planner found the container cannot be created (runAsNonRoot and
+    // a root image): Kubernetes keeps it Waiting with
+    // CreateContainerConfigError and never runs it. Its unit's joiner
+    // refuses to exec, so whatever systemd says, it did not run.
+    if let Some(e) = &info.config_error {
+        cs.state = waiting("CreateContainerConfigError");
+        cs.message = Some(e.clone());
+        if let Some(st) = st {
+            cs.active_state = st.active_state.clone();
+            cs.sub_state = st.sub_state.clone();
+            cs.result = st.service.clone().unwrap_or_default().result;
+        }
+        return cs;
+    }
     let Some(st) = st else { return cs };
     cs.active_state = st.active_state.clone();
     cs.sub_state = st.sub_state.clone();
@@ -341,8 +361,15 @@ pub fn derive(
     let any_app_terminated = apps
         .iter()
         .any(|c| matches!(c.state, State::Terminated { .. }));
+    // A container that cannot be created keeps the pod Pending, as the
+    // kubelet's phase rule does for a container waiting to start.
+    let config_blocked = apps.iter().any(
+        |c| matches!(&c.state, State::Waiting { reason } if reason == "CreateContainerConfigError"),
+    );
     let phase = if init_failed {
         Phase::Failed
+    } else if config_blocked {
+        Phase::Pending
     } else if initialized && all_apps_terminated {
         if apps
             .iter()
@@ -489,9 +516,13 @@ fn state_json(s: &State) -> Value {
 }
 
 fn container_json(c: &ContainerStatus) -> Value {
+    let mut state = state_json(&c.state);
+    if let (Some(m), Some(w)) = (&c.message, state.get_mut("waiting")) {
+        w["message"] = json!(m);
+    }
     json!({
         "name": c.name,
-        "state": state_json(&c.state),
+        "state": state,
         "lastState": c.last.as_ref().map(state_json).unwrap_or(json!({})),
         "ready": c.ready,
         "restartCount": c.restart_count,
@@ -591,6 +622,7 @@ mod tests {
             name: name.into(),
             unit: format!("podc_default_p_{name}.service"),
             role: role.into(),
+            config_error: None,
         }
     }
 

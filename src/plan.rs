@@ -86,6 +86,9 @@ pub struct ImageConfig {
     pub env: Vec<(String, String)>,
     pub working_dir: Option<String>,
     pub user: Option<String>,
+    /// `user` as numeric `uid[:gid]`, names looked up in the image's
+    /// /etc/passwd and /etc/group; `Err` says what was not found.
+    pub user_ids: Option<Result<String, String>>,
     pub stop_signal: Option<String>,
     /// The image's content digest, pinned in the unit so a new image means
     /// a changed unit.
@@ -280,6 +283,15 @@ struct ContainerCtx {
     binds: Vec<(String, String)>,
     binds_ro: Vec<(String, String)>,
     read_only_root: bool,
+    /// Not privileged: read-only cgroups, no host devices.
+    confined: bool,
+    /// Not privileged: read-only /sys and /proc/sys. Left out where systemd
+    /// would imply NoNewPrivileges= from it (a non-root `User=` without
+    /// the joiner), which Kubernetes does not set by default.
+    protect_kernel_tunables: bool,
+    /// Why this container cannot be created (Kubernetes'
+    /// CreateContainerConfigError), for observe.
+    config_error: Option<String>,
     env: Vec<(String, String)>,
     env_file: Option<String>,
     working_dir: Option<String>,
@@ -1000,7 +1012,17 @@ fn container_ctx(
     // bound into the root at /.podc) does that, drops to the container
     // user and its capability set, and execs the command.
     let sc = effective_security(spec.security_context.as_ref(), c.security_context.as_ref());
-    let (img_uid, img_gid) = match img.user.as_deref().filter(|u| !u.is_empty()) {
+    // The image's user with names resolved in the image (as runc does);
+    // what cannot be resolved stays a name and is reported below.
+    let img_user = match (&img.user_ids, img.user.as_deref()) {
+        (Some(Ok(ids)), _) => Some(ids.as_str()),
+        (_, u) => u,
+    };
+    let img_user_named = img
+        .user
+        .as_deref()
+        .is_some_and(|u| u.split(':').any(|p| p.parse::<u32>().is_err()));
+    let (img_uid, img_gid) = match img_user.filter(|u| !u.is_empty()) {
         Some(u) => match u.split_once(':') {
             Some((a, b)) => (Some(a.to_string()), Some(b.to_string())),
             None => (Some(u.to_string()), None),
@@ -1015,18 +1037,53 @@ fn container_ctx(
                 vp,
                 cpath,
                 "image-user-name",
-                format!("image {} runs as {what} \"{v}\", a name podc cannot resolve yet; set securityContext.runAsUser/runAsGroup to numeric ids", c.image),
+                match &img.user_ids {
+                    Some(Err(e)) => format!("image {} runs as {what} \"{v}\", which podc cannot resolve: {e}; set securityContext.runAsUser/runAsGroup to numeric ids", c.image),
+                    _ => format!("image {} runs as {what} \"{v}\", a name podc cannot resolve; set securityContext.runAsUser/runAsGroup to numeric ids", c.image),
+                },
             ));
         }
     }
     let non_root = sc.run_as_non_root == Some(true);
-    if non_root && uid.as_deref() == Some("0") {
+    // runAsNonRoot against an explicit runAsUser: 0 is a contradiction in
+    // the manifest, reported at build time. Against the image's user it is
+    // what the kubelet reports when it creates the container: the pod is
+    // installed, this container does not start (the joiner refuses uid 0
+    // with --non-root) and observe shows CreateContainerConfigError.
+    let mut config_error = None;
+    if non_root && sc.run_as_user == Some(0) {
         errors.push(Note::at(
             vp,
             cpath,
             "non-root",
-            format!("container {} has runAsNonRoot: true but runs as uid 0; set runAsUser to a non-zero uid", c.name),
+            format!("container {} has runAsNonRoot: true but runAsUser: 0; set runAsUser to a non-zero uid", c.name),
         ));
+    } else if non_root
+        && (uid.as_deref().is_none_or(|u| u == "0") || (sc.run_as_user.is_none() && img_user_named))
+    {
+        // The kubelet does not resolve names for this check: an image
+        // user name cannot be verified, even where podc resolves it.
+        let why = if uid.as_deref().is_some_and(|u| u != "0") {
+            format!(
+                "image has non-numeric user ({}), cannot verify user is non-root",
+                img.user.as_deref().unwrap_or_default()
+            )
+        } else if image.is_some() {
+            "image will run as root".to_string()
+        } else {
+            "image will run as root (its user is not known: the image was not in the local store at build time)".to_string()
+        };
+        let msg = format!(
+            "container has runAsNonRoot and {why} (pod: \"{}/{}\", container: {})",
+            vp.namespace, pod.metadata.name, c.name
+        );
+        notes.push(Note::at(
+            vp,
+            cpath,
+            format!("non-root-image {}/{}/{}", vp.namespace, pod.metadata.name, c.name),
+            format!("{msg}: the container will not start (CreateContainerConfigError); set runAsUser to a non-zero uid"),
+        ));
+        config_error = Some(msg);
     }
     let privileged = sc.privileged.unwrap_or(false);
     let capabilities: Option<Vec<String>> = if privileged {
@@ -1058,6 +1115,10 @@ fn container_ctx(
         Some(caps)
     };
 
+    // A container that cannot be created must not run at all: its joiner
+    // gets --non-root and no --user, so it refuses to exec (exit 126).
+    let refuse = config_error.is_some();
+
     #[derive(PartialEq)]
     enum Pid {
         Host,
@@ -1088,7 +1149,8 @@ fn container_ctx(
         || (pid == Pid::New && !native_pid)
         || relative(&argv)
         || hook_relative
-        || (non_root && uid.is_none());
+        || (non_root && uid.is_none())
+        || refuse;
     let protect_hostname = (!use_joiner && !spec.host_network).then(|| {
         spec.hostname
             .clone()
@@ -1114,7 +1176,7 @@ fn container_ctx(
         if hook || (role == "init" && pid != Pid::Host) {
             j.push("--wait".into());
         }
-        if uid.is_some() || gid.is_some() {
+        if !refuse && (uid.is_some() || gid.is_some()) {
             j.extend([
                 "--user".into(),
                 format!(
@@ -1373,6 +1435,12 @@ fn container_ctx(
         binds,
         binds_ro,
         read_only_root: sc.read_only_root_filesystem.unwrap_or(false),
+        confined: !privileged,
+        protect_kernel_tunables: !privileged
+            && (use_joiner
+                || uid.as_deref().is_none_or(|u| u == "0")
+                || sc.allow_privilege_escalation == Some(false)),
+        config_error,
         env,
         env_file,
         working_dir,

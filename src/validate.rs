@@ -1356,6 +1356,18 @@ fn check_container(
                 &format!("{p}/securityContext/allowPrivilegeEscalation"),
                 "cannot be false when privileged is true",
             );
+        } else if sc.allow_privilege_escalation == Some(false)
+            && sc.capabilities.as_ref().is_some_and(|c| {
+                c.add
+                    .iter()
+                    .any(|a| a.strip_prefix("CAP_").unwrap_or(a) == "SYS_ADMIN")
+            })
+        {
+            // Kubernetes' rule: CAP_SYS_ADMIN can undo no_new_privs.
+            r.err(
+                &format!("{p}/securityContext/allowPrivilegeEscalation"),
+                "cannot be false when capabilities.add has SYS_ADMIN",
+            );
         }
     }
 }

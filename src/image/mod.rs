@@ -52,6 +52,7 @@ pub mod reference;
 pub mod rootfs;
 pub mod store;
 pub mod unpack;
+pub mod users;
 
 pub use config::{resolve_process, ContainerOverrides, Process, DEFAULT_PATH};
 pub use export::{export_image, export_to};
@@ -176,6 +177,11 @@ impl crate::plan::Images for Store {
                 .collect(),
             working_dir: c.working_dir.clone(),
             user: c.user.clone(),
+            user_ids: c
+                .user
+                .as_deref()
+                .filter(|u| !u.is_empty())
+                .map(|u| users::resolve_user(&img.lower_dirs(), u)),
             stop_signal: c.stop_signal.clone(),
             digest: Some(img.digest.as_str().to_string()),
         })
