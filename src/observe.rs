@@ -112,10 +112,17 @@ impl PodStatus {
         self.containers_ready && self.initialized
     }
 
-    /// `READY` column: ready app containers / app containers.
+    /// `READY` column: ready / all of the app containers and sidecars
+    /// (init containers with `restartPolicy: Always`), as kubectl counts.
     pub fn ready_column(&self) -> String {
-        let n = self.containers.len();
-        let r = self.containers.iter().filter(|c| c.ready).count();
+        let counted = || {
+            self.init_containers
+                .iter()
+                .filter(|c| c.role == "sidecar")
+                .chain(&self.containers)
+        };
+        let n = counted().count();
+        let r = counted().filter(|c| c.ready).count();
         format!("{r}/{n}")
     }
 
@@ -384,7 +391,13 @@ pub fn derive(
     } else {
         Phase::Pending
     };
-    let containers_ready = !apps.is_empty() && apps.iter().all(|c| c.ready);
+    // Sidecars count, as in the kubelet's ContainersReady condition.
+    let containers_ready = !apps.is_empty()
+        && apps.iter().all(|c| c.ready)
+        && init_containers
+            .iter()
+            .filter(|c| c.role == "sidecar")
+            .all(|c| c.ready);
     let start_us = target
         .map(|t| t.active_enter_us)
         .filter(|t| *t != 0)
@@ -663,6 +676,25 @@ mod tests {
             enabled: vec![],
             host_network: false,
         }
+    }
+
+    #[test]
+    fn sidecars_count_in_ready_like_kubectl() {
+        let p = pod(&[
+            info("init", "init"),
+            info("tail", "sidecar"),
+            info("a", "app"),
+        ]);
+        let done = st("active", "exited", "success", 1, 0);
+        let run = st("active", "running", "success", 0, 0);
+        let waiting = st("activating", "auto-restart", "exit-code", 1, 1);
+        let s = derive(&p, None, None, &[done.clone(), run.clone(), run.clone()]);
+        assert_eq!(s.ready_column(), "2/2");
+        assert!(s.ready());
+        // A sidecar that is down keeps the pod from ContainersReady.
+        let s = derive(&p, None, None, &[done, waiting, run]);
+        assert_eq!(s.ready_column(), "1/2");
+        assert!(!s.containers_ready);
     }
 
     #[test]
