@@ -269,9 +269,6 @@ struct ContainerCtx {
     cpu_quota_percent: Option<u64>,
     cpu_weight: Option<u64>,
     exec_start: Vec<String>,
-    /// `Type=forking` through the joiner: continue the stopped container
-    /// process once systemd has adopted it (the first `ExecStartPost=`).
-    release: Option<Vec<String>>,
     /// Mounts the container's root filesystem (overlay over the image);
     /// run by the infra unit, not rendered here.
     #[serde(skip)]
@@ -959,7 +956,7 @@ fn container_ctx(
             (Pid::New, false) => j.push("--new-pid".into()),
         }
         // Hooks and init containers are waited for; app containers are
-        // handed to systemd (Type=forking) with no process left behind.
+        // handed to systemd (Type=notify) with no process left behind.
         if hook || (role == "init" && pid != Pid::Host) {
             j.push("--wait".into());
         }
@@ -1136,9 +1133,10 @@ fn container_ctx(
 
     // Restart policy.
     // With its own or the pod's PID namespace, the joiner hands the command
-    // to systemd as a child of PID 1 and exits: Type=forking.
+    // to systemd as a child of PID 1, names it with MAINPID= and exits:
+    // Type=notify.
     let long_running = if use_joiner && pid != Pid::Host {
-        "forking"
+        "notify"
     } else {
         "exec"
     };
@@ -1247,13 +1245,6 @@ fn container_ctx(
         memory_min: req_mem,
         cpu_quota_percent: quantity_of(&limits.cpu, false).map(cpu_quota_percent),
         cpu_weight: req_cpu.map(cpu_weight),
-        release: (service_type == "forking").then(|| {
-            vec![
-                format!("{JOINER_ROOT}/podc-pause"),
-                "release".into(),
-                "\0MAINPID\0".into(),
-            ]
-        }),
         exec_start,
         rootfs_mount,
         rootfs_umount,

@@ -132,11 +132,10 @@ fn restart_policies_with_exit_1_and_exit_0() -> Result {
     Ok(())
 }
 
-/// A command that exits at once keeps its exit status: the joiner stops
-/// the container process until systemd has adopted it as the main process
-/// of the `Type=forking` unit (released by the unit's first
-/// `ExecStartPost=`). Without that, systemd 252 never saw the exit and said
-/// `Result=success`.
+/// A command that exits at once keeps its exit status: the joiner holds
+/// the container process back until systemd has confirmed it as the main
+/// process of the `Type=notify` unit (`MAINPID=`, then a notify barrier).
+/// Without that, systemd 252 never saw the exit and said `Result=success`.
 #[test]
 fn a_fast_exit_keeps_its_status() -> Result {
     let Some(p) = Podc::boot()? else {

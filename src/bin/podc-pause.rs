@@ -9,7 +9,9 @@
 //!   (see `podc::hook`), runnable inside a container's root and network
 //!   namespace, where the dynamically linked `podc` cannot run.
 //! - `podc-pause release PID`: continue the container process the joiner
-//!   handed to systemd stopped (the unit's first `ExecStartPost=`).
+//!   handed to systemd stopped, in `Type=forking` units of older podc
+//!   versions (their first `ExecStartPost=`); current units are
+//!   `Type=notify` and need no release step.
 //!
 //! A separate binary rather than hidden `podc` subcommands: `podc` carries
 //! clap, serde, templates and D-Bus, is dynamically linked, and would cost
