@@ -269,8 +269,9 @@ struct ContainerCtx {
     cpu_quota_percent: Option<u64>,
     cpu_weight: Option<u64>,
     exec_start: Vec<String>,
-    /// Mounts the container's root filesystem (overlay over the image);
-    /// run by the infra unit, not rendered here.
+    /// Arguments of the infra unit's `podc rootfs mount`/`umount` that
+    /// mount this container's root filesystem (overlay over the image);
+    /// not rendered here.
     #[serde(skip)]
     rootfs_mount: Vec<String>,
     #[serde(skip)]
@@ -550,8 +551,8 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
             &mut errors,
             &cpath,
         );
-        rootfs_setup.push(ctx.rootfs_mount.clone());
-        rootfs_teardown.push(ctx.rootfs_umount.clone());
+        rootfs_setup.extend(ctx.rootfs_mount.iter().cloned());
+        rootfs_teardown.extend(ctx.rootfs_umount.iter().cloned());
         pins.extend(ctx.sub_paths.iter().cloned());
         units.push(UnitPlan {
             name: unit.clone(),
@@ -587,6 +588,19 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
         });
     }
 
+    let rootfs = |verb: &str, args: Vec<String>| -> Vec<Vec<String>> {
+        if args.is_empty() {
+            return Vec::new();
+        }
+        let cmd = [
+            format!("{}/podc", t.libexec_dir),
+            "rootfs".into(),
+            verb.into(),
+        ];
+        vec![[cmd.to_vec(), args].concat()]
+    };
+    let rootfs_setup = rootfs("mount", rootfs_setup);
+    let rootfs_teardown = rootfs("umount", rootfs_teardown);
     units.insert(
         infra_at,
         UnitPlan {
@@ -1180,25 +1194,16 @@ fn container_ctx(
         .or(img.working_dir.clone())
         .filter(|w| !w.is_empty());
     let container_dir = format!("{}/containers/{}", pc.state_dir, c.name);
-    let mut rootfs_mount = vec![
-        format!("{}/podc", t.libexec_dir),
-        "rootfs".into(),
-        "mount".into(),
+    // This container's part of the infra unit's one `podc rootfs mount`
+    // and `umount` (one exec of podc for every container of the pod). The
+    // image digest is pinned in the container's unit.
+    let rootfs_mount = vec![
         "--dir".into(),
         container_dir.clone(),
         "--image".into(),
         c.image.clone(),
     ];
-    if let Some(d) = &img.digest {
-        rootfs_mount.extend(["--digest".into(), d.clone()]);
-    }
-    let rootfs_umount = vec![
-        format!("{}/podc", t.libexec_dir),
-        "rootfs".into(),
-        "umount".into(),
-        "--dir".into(),
-        container_dir.clone(),
-    ];
+    let rootfs_umount = vec!["--dir".into(), container_dir.clone()];
     ContainerCtx {
         pod: pc.clone(),
         container: c.name.clone(),
