@@ -354,6 +354,12 @@ pub fn apply(
         );
     }
     let deadline = started + opts.timeout;
+    // While the pods start, systemd is busy starting them: ask it nothing.
+    // A target is ordered after the units it wants, so its start job ends
+    // once every unit of its pod has started or failed. Then the states are
+    // read (and followed, for what is not settled yet). A timeout here is
+    // seen by wait_settled.
+    let _ = sd.wait_jobs(&jobs, deadline.saturating_duration_since(Instant::now()));
     let pods: Vec<&InstalledPod> = to_start.iter().map(|id| &installed.pods[id]).collect();
     let (statuses, timed_out) = wait_settled(sd, &pods, deadline)?;
     let settle_time = started.elapsed();
@@ -524,18 +530,54 @@ pub fn wait_settled(
     let mut by_name: HashMap<String, (usize, usize)> = HashMap::new();
     let mut states: Vec<Vec<Option<UnitState>>> = Vec::new();
     let mut paths_of: Vec<Vec<String>> = Vec::new();
-    for (pi, p) in pods.iter().enumerate() {
-        let mut names = vec![p.target.clone(), p.infra()];
-        names.extend(p.containers.iter().map(|c| c.unit.clone()));
+    // One round trip for every unit's state; a pod whose units are all
+    // active with no job queued is settled as it is (Running), the others
+    // are read in full (results, exit statuses, restarts) and followed.
+    let names: Vec<Vec<String>> = pods
+        .iter()
+        .map(|p| {
+            let mut n = vec![p.target.clone(), p.infra()];
+            n.extend(p.containers.iter().map(|c| c.unit.clone()));
+            n
+        })
+        .collect();
+    let flat: Vec<&str> = names.iter().flatten().map(String::as_str).collect();
+    let rows = sd
+        .list_units_by_names(&flat)
+        .map_err(err("reading units"))?;
+    let mut rows = rows.into_iter();
+    for (pi, names) in names.iter().enumerate() {
+        let pod_rows: Vec<_> = rows.by_ref().take(names.len()).collect();
+        let all_up = pod_rows.len() == names.len()
+            && pod_rows.iter().zip(names).all(|(r, n)| {
+                &r.name == n
+                    && !r.has_job
+                    && r.load_state == "loaded"
+                    && r.active_state == "active"
+                    && (n.ends_with(".target") || r.sub_state == "running")
+            });
         let mut sts = Vec::new();
         let mut ps = Vec::new();
         for (slot, n) in names.iter().enumerate() {
-            let path = sd.load_unit(n).map_err(err(&format!("loading {n}")))?;
+            let path = match pod_rows.get(slot).filter(|r| &r.name == n) {
+                Some(r) => r.path.clone(),
+                None => sd.load_unit(n).map_err(err(&format!("loading {n}")))?,
+            };
             by_path.insert(path.as_str().to_string(), (pi, slot));
             by_name.insert(n.clone(), (pi, slot));
-            sts.push(Some(
-                sd.unit_state(path.as_str()).map_err(err("reading units"))?,
-            ));
+            let st = match pod_rows.get(slot) {
+                Some(r) if all_up => UnitState {
+                    load_state: r.load_state.clone(),
+                    active_state: r.active_state.clone(),
+                    sub_state: r.sub_state.clone(),
+                    service: n
+                        .ends_with(".service")
+                        .then(crate::systemd::ServiceState::default),
+                    ..UnitState::default()
+                },
+                _ => sd.unit_state(path.as_str()).map_err(err("reading units"))?,
+            };
+            sts.push(Some(st));
             ps.push(path.as_str().to_string());
         }
         states.push(sts);
