@@ -236,7 +236,7 @@ echo
 echo "pod start, median of $RUNS runs (2 busybox sleep containers per pod)"
 printf '%5s %8s %8s %9s %10s %12s\n' N podc_s floor_s podman_s podc/floor podman/podc
 for n in $SIZES; do
-    awk -v n="$n" -v p="${T[podc-$n]}" -v f="${T[floor-$n]}" -v m="${T[podman-$n]}" 'BEGIN {
+    awk -v n="$n" -v p="${T[podc-$n]:-}" -v f="${T[floor-$n]:-}" -v m="${T[podman-$n]:-}" 'BEGIN {
         printf "%5d %8.2f %8.2f %9.2f %9.2fx %11.2fx\n", n, p, f, m, (f > 0 ? p / f : 0), (p > 0 ? m / p : 0) }'
 done
 echo
