@@ -1195,13 +1195,18 @@ fn container_ctx(
         .filter(|w| !w.is_empty());
     let container_dir = format!("{}/containers/{}", pc.state_dir, c.name);
     // This container's part of the infra unit's one `podc rootfs mount`
-    // and `umount` (one exec of podc for every container of the pod). The
-    // image digest is pinned in the container's unit.
+    // and `umount` (one exec of podc for every container of the pod). A
+    // known image is mounted by its digest (`NAME:TAG@DIGEST`), so a tag
+    // moved since the build does not change what the container runs.
+    let image_ref = match &img.digest {
+        Some(d) if !c.image.contains('@') => format!("{}@{d}", c.image),
+        _ => c.image.clone(),
+    };
     let rootfs_mount = vec![
         "--dir".into(),
         container_dir.clone(),
         "--image".into(),
-        c.image.clone(),
+        image_ref,
     ];
     let rootfs_umount = vec!["--dir".into(), container_dir.clone()];
     ContainerCtx {
