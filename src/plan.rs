@@ -223,6 +223,15 @@ struct InfraCtx {
     grace: i64,
 }
 
+/// The link target an app container wants and starts after: ordered after
+/// the previous app container, without ordering their stops.
+#[derive(Clone, Debug, Serialize)]
+struct LinkCtx {
+    pod: PodCtx,
+    container: String,
+    after: String,
+}
+
 /// A lifecycle hook as systemd runs it, inside the container's sandbox.
 #[derive(Clone, Debug, Serialize)]
 struct HookCmd {
@@ -239,6 +248,8 @@ struct ContainerCtx {
     role: &'static str,
     after: Vec<String>,
     requires: Vec<String>,
+    /// The link target that orders this app container's start.
+    wants: Vec<String>,
     service_type: &'static str,
     restart: &'static str,
     restart_sec: u32,
@@ -529,12 +540,15 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
                 .enumerate()
                 .map(|(i, c)| (format!("/spec/containers/{i}"), c, "app")),
         );
+    // Sidecars so far, and the app container started last.
+    let mut sidecars: Vec<String> = Vec::new();
+    let mut prev_app: Option<String> = None;
     for (cpath, c, role) in ordered {
         let unit = container_unit_name(&id, &c.name);
         // Each plain init container, and every app container, requires
         // the last plain init container before it to have succeeded.
         let requires = last_init.iter().cloned().collect();
-        let ctx = container_ctx(
+        let mut ctx = container_ctx(
             vp,
             v,
             t,
@@ -551,6 +565,37 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
             &mut errors,
             &cpath,
         );
+        // App containers start one after another (postStart of one before
+        // the next) but stop together, as in Kubernetes. systemd stops units
+        // in the reverse of their start order, so an app container is not
+        // ordered after the previous one directly: it wants a small link
+        // target ordered after it. Stopping the pod gives the link no stop
+        // job (it is not PartOf the pod), so the app containers' stop jobs
+        // are unordered; it stops once unneeded. Every app container is
+        // ordered after every sidecar, so sidecars stop after all of them.
+        if role == "app" {
+            for s in &sidecars {
+                if !ctx.after.contains(s) {
+                    ctx.after.push(s.clone());
+                }
+            }
+            if let Some(prev) = prev_app.take() {
+                let link = format!("podc_{id}_{}.target", c.name);
+                ctx.after.retain(|a| *a != prev);
+                ctx.after.push(link.clone());
+                ctx.wants.push(link.clone());
+                units.push(UnitPlan {
+                    name: link,
+                    template: "start-after.target",
+                    ctx: to_json(&LinkCtx {
+                        pod: pc.clone(),
+                        container: c.name.clone(),
+                        after: prev,
+                    }),
+                });
+            }
+            prev_app = Some(unit.clone());
+        }
         rootfs_setup.extend(ctx.rootfs_mount.iter().cloned());
         rootfs_teardown.extend(ctx.rootfs_umount.iter().cloned());
         pins.extend(ctx.sub_paths.iter().cloned());
@@ -561,6 +606,9 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
         });
         if role == "init" {
             last_init = Some(unit.clone());
+        }
+        if role == "sidecar" {
+            sidecars.push(unit.clone());
         }
         started_after = unit.clone();
         prev.push(unit);
@@ -1217,6 +1265,7 @@ fn container_ctx(
         role,
         after,
         requires,
+        wants: Vec::new(),
         service_type,
         restart: restart_str,
         restart_sec: 10,
