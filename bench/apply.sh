@@ -7,13 +7,18 @@
 #   sudo bench/apply.sh [RUNS]        (median of RUNS runs, default 3)
 #
 # Env: SIZES (pod counts, default "1 10 50"; each pod has 2 containers
-# running busybox `sleep`), BOOT_TIMEOUT (s, default 60).
+# running busybox `sleep`), BOOT_TIMEOUT (s, default 60), TOOLS (default
+# "podc floor podman"; a subset for quicker runs while working on one),
+# KEEP_JOURNAL (a file: the namespaced journal of the whole run, in
+# short-precise format, is copied there at the end, for per-unit timings).
 # Prints a time table and the resident memory per pod that each tool keeps
 # outside the containers' own processes. See docs/bench-apply.md.
 set -euo pipefail
 RUNS=${1:-3}
 SIZES=${SIZES:-"1 10 50"}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-60}
+TOOLS=${TOOLS:-"podc floor podman"}
+KEEP_JOURNAL=${KEEP_JOURNAL:-}
 cd "$(dirname "$0")/.."
 [[ $(id -u) -eq 0 ]] || { echo "run as root (unshare, mounts, cgroups)" >&2; exit 2; }
 for t in unshare nsenter podman /lib/systemd/systemd /bin/busybox; do
@@ -186,7 +191,7 @@ for n in $SIZES; do
     manifests "$n" "$B/podc-$n" bench
     manifests "$n" "$B/podman-$n" bench
     floor_units "$n"
-    for tool in podc floor podman; do
+    for tool in $TOOLS; do
         for r in $(seq "$RUNS"); do
             case $tool in
             podc)
@@ -226,11 +231,12 @@ for n in $SIZES; do
     [[ $left -eq 0 ]] || fail "$left sleep processes left after N=$n"
 done
 
+[[ -n $KEEP_JOURNAL ]] && ns journalctl --no-pager -o short-precise >"$KEEP_JOURNAL"
 echo
 echo "pod start, median of $RUNS runs (2 busybox sleep containers per pod)"
 printf '%5s %8s %8s %9s %10s %12s\n' N podc_s floor_s podman_s podc/floor podman/podc
 for n in $SIZES; do
-    awk -v n="$n" -v p="${T[podc-$n]}" -v f="${T[floor-$n]}" -v m="${T[podman-$n]}" 'BEGIN {
+    awk -v n="$n" -v p="${T[podc-$n]:-}" -v f="${T[floor-$n]:-}" -v m="${T[podman-$n]:-}" 'BEGIN {
         printf "%5d %8.2f %8.2f %9.2f %9.2fx %11.2fx\n", n, p, f, m, (f > 0 ? p / f : 0), (p > 0 ? m / p : 0) }'
 done
 echo

@@ -195,17 +195,20 @@ pub enum HookCommand {
 
 #[derive(clap::Subcommand)]
 pub enum RootfsCommand {
+    /// Mount the roots of a pod's containers: `--dir DIR --image IMAGE`,
+    /// repeated in pairs (one exec of podc for the whole pod).
     Mount {
+        #[arg(long, required = true)]
+        dir: Vec<PathBuf>,
+        #[arg(long, required = true)]
+        image: Vec<String>,
+        /// Accepted for units of older podc versions; not used.
         #[arg(long)]
-        dir: PathBuf,
-        #[arg(long)]
-        image: String,
-        #[arg(long)]
-        digest: Option<String>,
+        digest: Vec<String>,
     },
     Umount {
-        #[arg(long)]
-        dir: PathBuf,
+        #[arg(long, required = true)]
+        dir: Vec<PathBuf>,
     },
 }
 
@@ -866,8 +869,25 @@ pub fn hook(h: HookCommand) -> ExitCode {
 
 pub fn rootfs(root: &Path, r: RootfsCommand) -> ExitCode {
     let res = match r {
-        RootfsCommand::Mount { dir, image, .. } => podc::rootfs::mount(&dir, &image, root),
-        RootfsCommand::Umount { dir } => podc::rootfs::umount(&dir),
+        RootfsCommand::Mount { dir, image, .. } if dir.len() != image.len() => {
+            Err("give --dir and --image in pairs".to_string())
+        }
+        RootfsCommand::Mount { dir, image, .. } => {
+            let all: Vec<(PathBuf, String)> = dir.into_iter().zip(image).collect();
+            podc::rootfs::mount_all(&all, root)
+        }
+        // Every one, even after a failure.
+        RootfsCommand::Umount { dir } => {
+            let errs: Vec<String> = dir
+                .iter()
+                .filter_map(|d| podc::rootfs::umount(d).err())
+                .collect();
+            if errs.is_empty() {
+                Ok(())
+            } else {
+                Err(errs.join("; "))
+            }
+        }
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

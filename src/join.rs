@@ -17,19 +17,24 @@
 //! 2. PID: `setns` (shared pod namespace) or `unshare` (a container of its
 //!    own) only changes the namespace of *children*. So the joiner clones
 //!    once with `CLONE_PARENT`: the child's parent is then systemd itself,
-//!    not the joiner. The joiner exits at once (`Type=forking`) and systemd
-//!    adopts the child as main PID (`GuessMainPID=`: it is the only process
-//!    in the unit's cgroup whose parent is systemd). Because systemd is the
-//!    real parent, it gets the exit status (`ExecMainStatus=`) by `waitid`
-//!    as for any service. The joiner stops the child at once and
-//!    exits only once it is stopped; the unit's first `ExecStartPost=` is
-//!    `podc-pause release ${MAINPID}`, which continues it. So the process
-//!    cannot exit before systemd has adopted it (a command that failed at
-//!    once would otherwise lose its exit status: systemd 252 then finds no
-//!    main PID and records success). A plain fork would not do: when the joiner exits,
-//!    its child would be reparented to the PID namespace's init (the pod's
-//!    pause), and systemd would never learn the exit status. No process
-//!    stays behind to monitor the container.
+//!    not the joiner. Because systemd is the real parent, it gets the exit
+//!    status (`ExecMainStatus=`) by `waitid` as for any service. The unit is
+//!    `Type=notify`: the joiner sends `MAINPID=<child>` and `READY=1` to
+//!    `$NOTIFY_SOCKET`, then waits on a barrier (`BARRIER=1` with a pipe's
+//!    write end, the `sd_notify_barrier(3)` protocol: systemd closes it once
+//!    it has processed every earlier message), and only then lets the child
+//!    go on (the child blocks reading a pipe the joiner closes) and exits.
+//!    So the command cannot exit before systemd knows it as the main
+//!    process: a command that failed at once would otherwise lose its exit
+//!    status (systemd 252 then finds no main PID and records success). No
+//!    extra exec per start, and no process stays behind to monitor the
+//!    container. A plain fork would not do: when the joiner exits, its child
+//!    would be reparented to the PID namespace's init (the pod's pause), and
+//!    systemd would never learn the exit status.
+//!    Without `$NOTIFY_SOCKET` (a `Type=forking` unit of an older podc) the
+//!    joiner stops the child and exits once it is stopped; the unit's first
+//!    `ExecStartPost=` (`podc-pause release ${MAINPID}`) continues it, after
+//!    `GuessMainPID=` adopted it.
 //! 3. In a new or joined PID namespace, mount a fresh `/proc` (the one
 //!    systemd's `MountAPIVFS=` mounted shows the host's PIDs); the child
 //!    does this since a procfs instance belongs to its mounter's PID ns.
@@ -171,6 +176,72 @@ fn wait_stopped(pid: libc::pid_t) -> std::io::Result<()> {
     Err(std::io::Error::other(
         "the container process did not stop within 5 s",
     ))
+}
+
+/// Tell systemd (`Type=notify`) that `child` is the unit's main process
+/// and that the unit is up, then wait until systemd has processed that:
+/// `sd_notify_barrier(3)`'s protocol, a `BARRIER=1` datagram carrying the
+/// write end of a pipe, which systemd closes once every earlier message of
+/// ours is handled; the read end then sees POLLHUP. Bounded by 10 s.
+fn adopt_by_notify(sock: &std::ffi::OsStr, child: libc::pid_t) -> std::io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::UnixDatagram;
+    let bytes = sock.as_bytes();
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => UnixAddr::new_abstract(name)?,
+        None => UnixAddr::new(bytes)?,
+    };
+    let s = UnixDatagram::unbound()?;
+    let send = |msg: &[u8], fds: &[i32]| -> std::io::Result<()> {
+        let iov = [std::io::IoSlice::new(msg)];
+        let rights = [ControlMessage::ScmRights(fds)];
+        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
+        sendmsg(
+            s.as_raw_fd(),
+            &iov,
+            cmsgs,
+            MsgFlags::MSG_NOSIGNAL,
+            Some(&addr),
+        )?;
+        Ok(())
+    };
+    send(format!("MAINPID={child}\nREADY=1").as_bytes(), &[])?;
+    let mut p = [-1i32; 2];
+    // SAFETY: pipe2 fills the array we own; both ends are owned right after.
+    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+    send(b"BARRIER=1", &[wr.as_raw_fd()])?;
+    drop(wr);
+    let mut pfd = libc::pollfd {
+        fd: rd.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::other(
+                "systemd did not confirm the main PID within 10 s (is the unit Type=notify?)",
+            ));
+        }
+        // SAFETY: poll on one pollfd we own.
+        let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(10_000) as i32) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n > 0 && pfd.revents & libc::POLLHUP != 0 {
+            return Ok(());
+        }
+    }
 }
 
 /// `podc-pause release PID`: continue a container process the joiner left
@@ -337,11 +408,20 @@ pub fn run(cfg: &JoinConfig) -> i32 {
         // Handed to systemd, the child must not run before systemd has
         // adopted it as MainPID: a command that exits at once would be gone
         // before systemd looks, and its status lost (systemd 252 then
-        // records inactive/success). So the joiner stops the child (from
-        // here: as PID 1 of a new namespace it could not stop itself) and
-        // exits only once it is stopped; `podc-pause release ${MAINPID}`,
-        // the unit's first ExecStartPost=, continues it. The pipe keeps the
-        // child from running ahead before the stop lands.
+        // records inactive/success). The child blocks reading `gate` until
+        // the joiner closes its write end: after systemd confirmed
+        // MAINPID= (Type=notify), or, without a notify socket, once the
+        // child is stopped for `podc-pause release` (Type=forking).
+        let notify = if cfg.wait {
+            None
+        } else {
+            std::env::var_os("NOTIFY_SOCKET")
+        };
+        if notify.is_some() {
+            // Not the container's: it must not talk to systemd about the
+            // unit, and Kubernetes containers do not see it.
+            std::env::remove_var("NOTIFY_SOCKET");
+        }
         let mut gate = [-1i32; 2];
         // SAFETY: pipe2 fills the array we own.
         if !cfg.wait && unsafe { libc::pipe2(gate.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -376,21 +456,24 @@ pub fn run(cfg: &JoinConfig) -> i32 {
             child if cfg.wait => return wait_exit_code(child as libc::pid_t),
             child => {
                 let child = child as libc::pid_t;
-                // SAFETY: kill(2) of the child we just made; close our end.
-                unsafe {
-                    libc::close(gate[0]);
-                    libc::kill(child, libc::SIGSTOP);
-                }
-                let stopped = wait_stopped(child);
-                // SAFETY: closing our write end lets the child's read end
-                // once it is continued.
+                // SAFETY: close our copy of the child's end.
+                unsafe { libc::close(gate[0]) };
+                let adopted = match &notify {
+                    Some(sock) => adopt_by_notify(sock, child),
+                    None => {
+                        // SAFETY: kill(2) of the child we just made.
+                        unsafe { libc::kill(child, libc::SIGSTOP) };
+                        wait_stopped(child)
+                    }
+                };
+                // SAFETY: closing our write end lets the child's read end.
                 unsafe { libc::close(gate[1]) };
-                return match stopped {
+                return match adopted {
                     Ok(()) => 0,
                     Err(e) => {
                         // SAFETY: plain kill(2) of our own child.
                         unsafe { libc::kill(child, libc::SIGKILL) };
-                        fail("waiting for the container process to stop", e)
+                        fail("handing the container process to systemd", e)
                     }
                 };
             }

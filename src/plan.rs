@@ -250,6 +250,15 @@ struct InfraCtx {
     grace: i64,
 }
 
+/// The link target an app container wants and starts after: ordered after
+/// the previous app container, without ordering their stops.
+#[derive(Clone, Debug, Serialize)]
+struct LinkCtx {
+    pod: PodCtx,
+    container: String,
+    after: String,
+}
+
 /// A lifecycle hook as systemd runs it, inside the container's sandbox.
 #[derive(Clone, Debug, Serialize)]
 struct HookCmd {
@@ -266,6 +275,8 @@ struct ContainerCtx {
     role: &'static str,
     after: Vec<String>,
     requires: Vec<String>,
+    /// The link target that orders this app container's start.
+    wants: Vec<String>,
     service_type: &'static str,
     restart: &'static str,
     restart_sec: u32,
@@ -309,11 +320,9 @@ struct ContainerCtx {
     /// start); systemd 252 does not detect OOM kills on cgroup v1.
     oom_check: Option<Vec<String>>,
     exec_start: Vec<String>,
-    /// `Type=forking` through the joiner: continue the stopped container
-    /// process once systemd has adopted it (the first `ExecStartPost=`).
-    release: Option<Vec<String>>,
-    /// Mounts the container's root filesystem (overlay over the image);
-    /// run by the infra unit, not rendered here.
+    /// Arguments of the infra unit's `podc rootfs mount`/`umount` that
+    /// mount this container's root filesystem (overlay over the image);
+    /// not rendered here.
     #[serde(skip)]
     rootfs_mount: Vec<String>,
     #[serde(skip)]
@@ -692,12 +701,15 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
                 .enumerate()
                 .map(|(i, c)| (format!("/spec/containers/{i}"), c, "app")),
         );
+    // Sidecars so far, and the app container started last.
+    let mut sidecars: Vec<String> = Vec::new();
+    let mut prev_app: Option<String> = None;
     for (cpath, c, role) in ordered {
         let unit = container_unit_name(&id, &c.name);
         // Each plain init container, and every app container, requires
         // the last plain init container before it to have succeeded.
         let requires = last_init.iter().cloned().collect();
-        let ctx = container_ctx(
+        let mut ctx = container_ctx(
             vp,
             v,
             t,
@@ -714,8 +726,39 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
             &mut errors,
             &cpath,
         );
-        rootfs_setup.push(ctx.rootfs_mount.clone());
-        rootfs_teardown.push(ctx.rootfs_umount.clone());
+        // App containers start one after another (postStart of one before
+        // the next) but stop together, as in Kubernetes. systemd stops units
+        // in the reverse of their start order, so an app container is not
+        // ordered after the previous one directly: it wants a small link
+        // target ordered after it. Stopping the pod gives the link no stop
+        // job (it is not PartOf the pod), so the app containers' stop jobs
+        // are unordered; it stops once unneeded. Every app container is
+        // ordered after every sidecar, so sidecars stop after all of them.
+        if role == "app" {
+            for s in &sidecars {
+                if !ctx.after.contains(s) {
+                    ctx.after.push(s.clone());
+                }
+            }
+            if let Some(prev) = prev_app.take() {
+                let link = format!("podc_{id}_{}.target", c.name);
+                ctx.after.retain(|a| *a != prev);
+                ctx.after.push(link.clone());
+                ctx.wants.push(link.clone());
+                units.push(UnitPlan {
+                    name: link,
+                    template: "start-after.target",
+                    ctx: to_json(&LinkCtx {
+                        pod: pc.clone(),
+                        container: c.name.clone(),
+                        after: prev,
+                    }),
+                });
+            }
+            prev_app = Some(unit.clone());
+        }
+        rootfs_setup.extend(ctx.rootfs_mount.iter().cloned());
+        rootfs_teardown.extend(ctx.rootfs_umount.iter().cloned());
         pins.extend(ctx.sub_paths.iter().cloned());
         units.push(UnitPlan {
             name: unit.clone(),
@@ -724,6 +767,9 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
         });
         if role == "init" {
             last_init = Some(unit.clone());
+        }
+        if role == "sidecar" {
+            sidecars.push(unit.clone());
         }
         started_after = unit.clone();
         prev.push(unit);
@@ -751,6 +797,19 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
         });
     }
 
+    let rootfs = |verb: &str, args: Vec<String>| -> Vec<Vec<String>> {
+        if args.is_empty() {
+            return Vec::new();
+        }
+        let cmd = [
+            format!("{}/podc", t.libexec_dir),
+            "rootfs".into(),
+            verb.into(),
+        ];
+        vec![[cmd.to_vec(), args].concat()]
+    };
+    let rootfs_setup = rootfs("mount", rootfs_setup);
+    let rootfs_teardown = rootfs("umount", rootfs_teardown);
     units.insert(
         infra_at,
         UnitPlan {
@@ -1172,7 +1231,7 @@ fn container_ctx(
             (Pid::New, false) => j.push("--new-pid".into()),
         }
         // Hooks and init containers are waited for; app containers are
-        // handed to systemd (Type=forking) with no process left behind.
+        // handed to systemd (Type=notify) with no process left behind.
         if hook || (role == "init" && pid != Pid::Host) {
             j.push("--wait".into());
         }
@@ -1347,9 +1406,10 @@ fn container_ctx(
 
     // Restart policy.
     // With its own or the pod's PID namespace, the joiner hands the command
-    // to systemd as a child of PID 1 and exits: Type=forking.
+    // to systemd as a child of PID 1, names it with MAINPID= and exits:
+    // Type=notify.
     let long_running = if use_joiner && pid != Pid::Host {
-        "forking"
+        "notify"
     } else {
         "exec"
     };
@@ -1393,25 +1453,21 @@ fn container_ctx(
         .or(img.working_dir.clone())
         .filter(|w| !w.is_empty());
     let container_dir = format!("{}/containers/{}", pc.state_dir, c.name);
-    let mut rootfs_mount = vec![
-        format!("{}/podc", t.libexec_dir),
-        "rootfs".into(),
-        "mount".into(),
+    // This container's part of the infra unit's one `podc rootfs mount`
+    // and `umount` (one exec of podc for every container of the pod). A
+    // known image is mounted by its digest (`NAME:TAG@DIGEST`), so a tag
+    // moved since the build does not change what the container runs.
+    let image_ref = match &img.digest {
+        Some(d) if !c.image.contains('@') => format!("{}@{d}", c.image),
+        _ => c.image.clone(),
+    };
+    let rootfs_mount = vec![
         "--dir".into(),
         container_dir.clone(),
         "--image".into(),
-        c.image.clone(),
+        image_ref,
     ];
-    if let Some(d) = &img.digest {
-        rootfs_mount.extend(["--digest".into(), d.clone()]);
-    }
-    let rootfs_umount = vec![
-        format!("{}/podc", t.libexec_dir),
-        "rootfs".into(),
-        "umount".into(),
-        "--dir".into(),
-        container_dir.clone(),
-    ];
+    let rootfs_umount = vec!["--dir".into(), container_dir.clone()];
     ContainerCtx {
         pod: pc.clone(),
         container: c.name.clone(),
@@ -1420,6 +1476,7 @@ fn container_ctx(
         role,
         after,
         requires,
+        wants: Vec::new(),
         service_type,
         restart: restart_str,
         restart_sec: 10,
@@ -1465,13 +1522,6 @@ fn container_ctx(
         cpu_quota: amt.cpu_limit.map(cpu_quota),
         cpu_weight: amt.cpu_request.map(|m| cpu_weight_for(t.cgroup, m)),
         oom_check,
-        release: (service_type == "forking").then(|| {
-            vec![
-                format!("{JOINER_ROOT}/podc-pause"),
-                "release".into(),
-                "\0MAINPID\0".into(),
-            ]
-        }),
         exec_start,
         rootfs_mount,
         rootfs_umount,

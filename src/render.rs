@@ -23,6 +23,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "container.service",
         include_str!("../templates/container.service"),
     ),
+    (
+        "start-after.target",
+        include_str!("../templates/start-after.target"),
+    ),
     ("header", include_str!("../templates/header")),
 ];
 

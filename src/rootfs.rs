@@ -36,10 +36,34 @@ fn state_root(dir: &Path) -> Option<PathBuf> {
 }
 
 pub fn mount(dir: &Path, image: &str, fallback_root: &Path) -> Result<(), String> {
-    let target = dir.join("rootfs");
-    if is_mounted(&target) {
-        return Ok(());
+    mount_all(&[(dir.to_path_buf(), image.to_string())], fallback_root)
+}
+
+/// [`mount`] for several containers (a pod's), opening the store once and
+/// reading the mount table once.
+pub fn mount_all(containers: &[(PathBuf, String)], fallback_root: &Path) -> Result<(), String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mounted: std::collections::HashSet<&str> =
+        info.lines().filter_map(|l| l.split(' ').nth(4)).collect();
+    let mut store: Option<Store> = None;
+    for (dir, image) in containers {
+        let target = dir.join("rootfs");
+        let canon = std::fs::canonicalize(&target).unwrap_or_else(|_| target.clone());
+        if mounted.contains(canon.to_string_lossy().as_ref()) {
+            continue;
+        }
+        mount_one(dir, image, fallback_root, &mut store)?;
     }
+    Ok(())
+}
+
+fn mount_one(
+    dir: &Path,
+    image: &str,
+    fallback_root: &Path,
+    store: &mut Option<Store>,
+) -> Result<(), String> {
+    let target = dir.join("rootfs");
     let provisioned = !dir.join("upper").exists()
         && std::fs::read_dir(&target)
             .map(|mut d| d.next().is_some())
@@ -48,8 +72,14 @@ pub fn mount(dir: &Path, image: &str, fallback_root: &Path) -> Result<(), String
         return Ok(());
     }
     let root = state_root(dir).unwrap_or_else(|| fallback_root.to_path_buf());
-    let store =
-        Store::open(&root).map_err(|e| format!("image store in {}: {e:#}", root.display()))?;
+    if store.as_ref().is_none_or(|s| s.state_root() != root) {
+        *store = Some(
+            Store::open(&root).map_err(|e| format!("image store in {}: {e:#}", root.display()))?,
+        );
+    }
+    let Some(store) = store.as_ref() else {
+        return Err("no image store".into());
+    };
     let img = store
         .resolve(image)
         .map_err(|e| format!("{image}: {e:#}"))?

@@ -132,6 +132,8 @@ pub struct UnitStatus {
     pub active_state: String,
     pub sub_state: String,
     pub path: OwnedObjectPath,
+    /// A job is queued for the unit.
+    pub has_job: bool,
 }
 
 /// The properties podc derives container and pod state from.
@@ -283,8 +285,18 @@ impl Systemd {
     }
 
     pub fn list_units(&self) -> Result<Vec<UnitStatus>> {
-        #[allow(clippy::type_complexity)]
-        let rows: Vec<(
+        Self::unit_rows(self.manager("ListUnits", &())?)
+    }
+
+    /// `Manager.ListUnitsByNames`: the rows of these units (loading them if
+    /// needed) in one round trip, in the order given.
+    pub fn list_units_by_names(&self, names: &[&str]) -> Result<Vec<UnitStatus>> {
+        Self::unit_rows(self.manager("ListUnitsByNames", &(names,))?)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn unit_rows(
+        rows: Vec<(
             String,
             String,
             String,
@@ -295,7 +307,8 @@ impl Systemd {
             u32,
             String,
             OwnedObjectPath,
-        )> = self.manager("ListUnits", &())?;
+        )>,
+    ) -> Result<Vec<UnitStatus>> {
         Ok(rows
             .into_iter()
             .map(|r| UnitStatus {
@@ -305,6 +318,7 @@ impl Systemd {
                 active_state: r.3,
                 sub_state: r.4,
                 path: r.6,
+                has_job: r.7 != 0,
             })
             .collect())
     }

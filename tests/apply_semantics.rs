@@ -132,11 +132,10 @@ fn restart_policies_with_exit_1_and_exit_0() -> Result {
     Ok(())
 }
 
-/// A command that exits at once keeps its exit status: the joiner stops
-/// the container process until systemd has adopted it as the main process
-/// of the `Type=forking` unit (released by the unit's first
-/// `ExecStartPost=`). Without that, systemd 252 never saw the exit and said
-/// `Result=success`.
+/// A command that exits at once keeps its exit status: the joiner holds
+/// the container process back until systemd has confirmed it as the main
+/// process of the `Type=notify` unit (`MAINPID=`, then a notify barrier).
+/// Without that, systemd 252 never saw the exit and said `Result=success`.
 #[test]
 fn a_fast_exit_keeps_its_status() -> Result {
     let Some(p) = Podc::boot()? else {
@@ -295,6 +294,105 @@ fn pre_stop_past_the_grace_period_is_killed_at_the_deadline() -> Result {
     assert!(
         (1.9..10.0).contains(&took),
         "stopped at the grace deadline, took {took}"
+    );
+    Ok(())
+}
+
+/// App containers start one after another but stop together, as in
+/// Kubernetes (the stop signal goes to every app container at once), and
+/// sidecars stop after all of them. Each app container takes 2 s to stop
+/// (a TERM trap that sleeps): one after the other would take ~4 s.
+#[test]
+fn app_containers_stop_together_and_sidecars_after_them() -> Result {
+    let Some(p) = Podc::boot()? else {
+        return Ok(());
+    };
+    p.rootfs("stops", &["side", "a", "b"]);
+    let slow = "trap 'sleep 2; exit 0' TERM; sleep 1000 & wait";
+    let quick = "trap 'exit 0' TERM; sleep 1000 & wait";
+    let c = |name: &str, script: &str| {
+        format!(
+            "  - name: {name}\n    image: busybox:1.36\n    command: [\"sh\", \"-c\", {}]\n",
+            serde_json::to_string(script).unwrap()
+        )
+    };
+    p.manifest(
+        "/srv/stops.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: stops\nspec:\n  terminationGracePeriodSeconds: 10\n  initContainers:\n{}    restartPolicy: Always\n  containers:\n{}{}",
+            c("side", quick),
+            c("a", slow),
+            c("b", slow)
+        ),
+    );
+    p.apply_ok("/srv/stops.yaml", &[]);
+    let unit = |c: &str| format!("podc_default_stops_{c}.service");
+    let us = |c: &str, prop: &str| -> i64 {
+        p.prop(&unit(c), prop)
+            .parse()
+            .unwrap_or_else(|_| panic!("{c} {prop}"))
+    };
+    // Start order kept: b starts once a is up (and a once the sidecar is).
+    assert!(
+        us("b", "ExecMainStartTimestampMonotonic") >= us("a", "ActiveEnterTimestampMonotonic"),
+        "b started before a was up"
+    );
+    assert!(
+        us("a", "ExecMainStartTimestampMonotonic") >= us("side", "ActiveEnterTimestampMonotonic"),
+        "a started before the sidecar was up"
+    );
+    // Stop the pod as apply and delete do: every service and the target.
+    p.sd.sh_ok(&format!(
+        "systemctl stop podc_default_stops.target podc_default_stops.service {} {} {}",
+        unit("side"),
+        unit("a"),
+        unit("b")
+    ));
+    // When each began stopping and was stopped, from systemd's journal
+    // lines (the stopped units may be unloaded already, and their
+    // timestamp properties with them).
+    let when = |c: &str, what: &str| -> i64 {
+        let out = p.sd.sh_ok(&format!(
+            "for i in $(seq 100); do l=$(journalctl --no-pager -o short-unix -u {u} | grep -m1 'systemd\\[1\\]: {what} {u}'); \
+             [ -n \"$l\" ] && {{ echo \"$l\"; exit 0; }}; sleep 0.05; done; exit 1",
+            u = unit(c)
+        ));
+        let secs: f64 = out
+            .split_whitespace()
+            .next()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("{c} {what}: {out}"));
+        (secs * 1e6) as i64
+    };
+    let (a_exit, b_exit) = (when("a", "Stopping"), when("b", "Stopping"));
+    let (a_in, b_in) = (when("a", "Stopped"), when("b", "Stopped"));
+    let ms = |x: i64| x / 1000;
+    println!(
+        "a stopping 0 ms → stopped {} ms, b stopping {} ms → stopped {} ms (relative to a)",
+        ms(a_in - a_exit),
+        ms(b_exit - a_exit),
+        ms(b_in - a_exit)
+    );
+    for (c, exit, inactive) in [("a", a_exit, a_in), ("b", b_exit, b_in)] {
+        assert!(
+            inactive - exit >= 1_800_000,
+            "{c} stopped in {} ms: its TERM trap did not run",
+            ms(inactive - exit)
+        );
+    }
+    assert!(
+        (a_exit - b_exit).abs() < 1_000_000,
+        "a and b began stopping {} ms apart: one after the other",
+        ms((a_exit - b_exit).abs())
+    );
+    assert!(
+        a_in.max(b_in) - a_exit.min(b_exit) < 3_500_000,
+        "stopping both took {} ms",
+        ms(a_in.max(b_in) - a_exit.min(b_exit))
+    );
+    assert!(
+        when("side", "Stopping") >= a_in.max(b_in),
+        "the sidecar began stopping before the app containers were down"
     );
     Ok(())
 }

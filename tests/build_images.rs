@@ -60,7 +60,7 @@ fn build_resolves_the_image_config_from_the_store() {
     // The infra unit mounts the rootfs of exactly that image.
     let infra = std::fs::read_to_string(out.join("units/podc_default_p.service")).unwrap();
     assert!(
-        infra.contains("\"--image\" \"example.test/tools:1\" \"--digest\" \"sha256:"),
+        infra.contains("\"--image\" \"example.test/tools:1@sha256:"),
         "{infra}"
     );
 }

@@ -12,7 +12,9 @@ const PAUSE: &str = "/run/podc-test/podc-pause";
 /// A container unit of pod `pod`: its own busybox root, the pod's files and
 /// ns dir and the static helper bound in, the command run through the joiner.
 fn container(pod: &str, name: &str, join_args: &str, script: &str, typ: &str) -> String {
-    // A forking container waits, stopped, until systemd has adopted it.
+    // podc renders Type=notify (the joiner names the main PID itself);
+    // an older podc's Type=forking container waits, stopped, until its
+    // first ExecStartPost= releases it.
     let release = if typ == "forking" {
         "ExecStartPost=/.podc/podc-pause release ${MAINPID}\n"
     } else {
@@ -58,14 +60,14 @@ fn joiner_gives_pod_hostname_pid_namespace_and_user_under_root_directory() -> Re
     sd.write_unit(
         "jp-app.service",
         &container(pod, "app", "--pid /.podc/pod/ns/pid --user 65534:65534",
-            "hostname > /out/app.hostname; id -u > /out/app.uid; cat /etc/hosts > /out/app.hosts; echo $$ > /out/app.pid; exec sleep 1000",
-            "forking"),
+            "hostname > /out/app.hostname; echo \"[$$NOTIFY_SOCKET]\" > /out/app.notify; id -u > /out/app.uid; cat /etc/hosts > /out/app.hosts; echo $$ > /out/app.pid; exec sleep 1000",
+            "notify"),
     )?;
     sd.write_unit(
         "jp-side.service",
         &container(pod, "side", "--pid /.podc/pod/ns/pid",
             "hostname > /out/side.hostname; while ! test -s /out/app.pid; do sleep 0.05; done; ps -o pid,user,args > /out/side.ps; exec sleep 1000",
-            "forking").replace("After=", "After=jp-app.service "),
+            "notify").replace("After=", "After=jp-app.service "),
     )?;
     // Kubernetes' default capabilities for a root container.
     let k8s_caps = "CHOWN,DAC_OVERRIDE,FSETID,FOWNER,MKNOD,NET_RAW,SETGID,SETUID,SETFCAP,SETPCAP,NET_BIND_SERVICE,SYS_CHROOT,KILL,AUDIT_WRITE";
@@ -75,7 +77,7 @@ fn joiner_gives_pod_hostname_pid_namespace_and_user_under_root_directory() -> Re
         &container(pod, "solo", &format!("--new-pid --caps {k8s_caps}"),
             // As PID 1 of its namespace it gets no default SIGTERM action (as in
             // Kubernetes without shareProcessNamespace), so it traps TERM.
-            "hostname > /out/solo.hostname; grep CapBnd /proc/self/status > /out/solo.caps; (echo x > /proc/sys/kernel/domainname) 2> /out/solo.sysctl; ps -o pid,args > /out/solo.ps; trap \"exit 0\" TERM; sleep 1000 & wait", "forking"),
+            "hostname > /out/solo.hostname; grep CapBnd /proc/self/status > /out/solo.caps; (echo x > /proc/sys/kernel/domainname) 2> /out/solo.sysctl; ps -o pid,args > /out/solo.ps; trap \"exit 0\" TERM; sleep 1000 & wait", "notify"),
     )?;
     // Hooks run through the joiner in the container's namespaces, found by
     // $MAINPID; --wait makes them last (postStart completes before the unit
@@ -92,7 +94,7 @@ fn joiner_gives_pod_hostname_pid_namespace_and_user_under_root_directory() -> Re
                 "hooked",
                 "--new-pid",
                 "trap \"exit 0\" TERM; sleep 1000 & wait",
-                "forking"
+                "notify"
             ),
             hook("sleep 0.3; hostname > /out/post.hostname; ps -o pid,args > /out/post.ps"),
             hook("ps -o pid,args > /out/prestop.ps"),
@@ -102,11 +104,16 @@ fn joiner_gives_pod_hostname_pid_namespace_and_user_under_root_directory() -> Re
     // command exits at once (before the joiner's own exit is processed).
     sd.write_unit(
         "jp-fail.service",
-        &container(pod, "fail", "--new-pid", "sleep 0.3; exit 3", "forking"),
+        &container(pod, "fail", "--new-pid", "sleep 0.3; exit 3", "notify"),
     )?;
     sd.write_unit(
         "jp-fastfail.service",
-        &container(pod, "fastfail", "--new-pid", "exit 4", "forking"),
+        &container(pod, "fastfail", "--new-pid", "exit 4", "notify"),
+    )?;
+    // The same, in a unit of an older podc (Type=forking + release).
+    sd.write_unit(
+        "jp-fastfork.service",
+        &container(pod, "fastfail", "--new-pid", "exit 5", "forking"),
     )?;
     sd.reload();
     sd.sh_ok("systemctl start jp-infra.service jp-app.service jp-side.service jp-solo.service");
@@ -134,6 +141,11 @@ fn joiner_gives_pod_hostname_pid_namespace_and_user_under_root_directory() -> Re
         assert_eq!(out(&format!("{c}.hostname")), "jp-host\n", "{c}");
     }
     assert_eq!(out("app.uid"), "65534\n");
+    assert_eq!(
+        out("app.notify"),
+        "[]\n",
+        "the container sees $NOTIFY_SOCKET"
+    );
     assert!(out("app.hosts").ends_with("# Entries added by HostAliases.\n10.1.2.3\tfoo.remote\n"));
     // side sees app's process (and the pod init as PID 1), app runs as nobody.
     let side_ps = out("side.ps");
@@ -207,6 +219,12 @@ fn joiner_gives_pod_hostname_pid_namespace_and_user_under_root_directory() -> Re
     );
     assert_eq!(prop(&sd, "jp-fastfail.service", "Result"), "exit-code");
     assert_eq!(prop(&sd, "jp-fastfail.service", "ExecMainStatus"), "4");
+    sd.sh("systemctl start jp-fastfork.service");
+    sd.sh_ok(
+        "for i in $(seq 100); do systemctl is-failed -q jp-fastfork.service && break; sleep 0.05; done",
+    );
+    assert_eq!(prop(&sd, "jp-fastfork.service", "Result"), "exit-code");
+    assert_eq!(prop(&sd, "jp-fastfork.service", "ExecMainStatus"), "5");
 
     sd.sh_ok("systemctl stop jp-infra.service");
     for unit in ["jp-app.service", "jp-side.service", "jp-solo.service"] {

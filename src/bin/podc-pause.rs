@@ -9,7 +9,9 @@
 //!   (see `podc::hook`), runnable inside a container's root and network
 //!   namespace, where the dynamically linked `podc` cannot run.
 //! - `podc-pause release PID`: continue the container process the joiner
-//!   handed to systemd stopped (the unit's first `ExecStartPost=`).
+//!   handed to systemd stopped, in `Type=forking` units of older podc
+//!   versions (their first `ExecStartPost=`); current units are
+//!   `Type=notify` and need no release step.
 //! - `podc-pause oom-check`: whether the kernel OOM-killed a process of
 //!   the unit, as the exit status of a container's `ExecStopPost=-` (see
 //!   `podc::oom`).
