@@ -347,6 +347,24 @@ impl PodDir {
         Ok(())
     }
 
+    /// Mount the pod's `/dev/shm` at `shm`: a tmpfs of [`SHM_SIZE`] that
+    /// every container binds, so POSIX shared memory is shared inside the
+    /// pod and with nobody else (the IPC namespace does not cover it).
+    fn shm(&mut self) -> io::Result<()> {
+        let target = self.dir.join("shm");
+        fs::create_dir(&target)?;
+        mount(
+            Some("shm"),
+            &target,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some(format!("mode=1777,size={SHM_SIZE}").as_str()),
+        )
+        .map_err(|e| io::Error::other(format!("mount tmpfs on {}: {e}", target.display())))?;
+        self.mounts.push(target);
+        Ok(())
+    }
+
     /// Write a file atomically (temp + rename): a container that binds it
     /// never sees it half-written.
     fn write(&self, name: &str, data: &[u8]) -> io::Result<()> {
@@ -364,8 +382,13 @@ impl PodDir {
     }
 }
 
-/// Detach any ns mounts under `dir/ns` and remove the directory tree.
+/// The size of a pod's `/dev/shm`: containerd's and CRI-O's default, 64 MiB.
+pub const SHM_SIZE: u64 = 64 << 20;
+
+/// Detach any ns mounts under `dir/ns` and the `shm` tmpfs, and remove the
+/// directory tree.
 fn remove_pod_dir(dir: &Path) -> io::Result<()> {
+    let _ = umount2(&dir.join("shm"), MntFlags::MNT_DETACH);
     if let Ok(entries) = fs::read_dir(dir.join("ns")) {
         for e in entries.flatten() {
             // EINVAL = not a mount point: fine, it is just a file then.
@@ -489,6 +512,7 @@ fn setup(
     }
     if !cfg.host_ipc {
         pod.pin("ipc", Path::new("/proc/self/ns/ipc"))?;
+        pod.shm()?;
     }
     if let Some(child) = pid1 {
         pod.pin("pid", Path::new(&format!("/proc/{child}/ns/pid")))?;

@@ -1358,6 +1358,17 @@ fn container_ctx(
         format!("{}/resolv.conf", pc.run_dir),
         "/etc/resolv.conf".to_string(),
     ));
+    // /dev/shm: the pod's own 64 MiB tmpfs, which the infra mounts (as
+    // containerd and CRI-O give every sandbox one); the host's with
+    // hostIPC. A volume mounted at /dev/shm (the usual emptyDir with
+    // `medium: Memory`) takes its place.
+    let shm_volume = c
+        .volume_mounts
+        .iter()
+        .any(|m| m.mount_path.trim_end_matches('/') == "/dev/shm");
+    if !spec.host_ipc && !shm_volume {
+        binds.push((format!("{}/shm", pc.run_dir), "/dev/shm".to_string()));
+    }
     let helper_hook = c.lifecycle.iter().any(|l| {
         [&l.post_start, &l.pre_stop]
             .into_iter()
@@ -1947,6 +1958,37 @@ mod tests {
             .find(|u| u.template == "container.service")
             .unwrap();
         (u.ctx.clone(), p.files.clone())
+    }
+
+    #[test]
+    fn dev_shm_is_the_pods_unless_host_ipc_or_a_volume_takes_it() {
+        let pod = |spec: &str, mounts: &str| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n{spec}  volumes: [{{name: m, emptyDir: {{medium: Memory}}}}]\n  containers:\n  - name: c\n    image: busybox:1.36\n    command: [sleep, '1']\n{mounts}"
+            )
+        };
+        let shm_binds = |ctx: &serde_json::Value| -> Vec<String> {
+            ctx["binds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|b| b[1].as_str().unwrap().trim_end_matches('/') == "/dev/shm")
+                .map(|b| b[0].as_str().unwrap().to_string())
+                .collect()
+        };
+        let (ctx, _) = first_container(&pod("", ""));
+        assert_eq!(shm_binds(&ctx), ["/run/podc/pods/default_p/shm"]);
+        let (ctx, _) = first_container(&pod("  hostIPC: true\n", ""));
+        assert!(shm_binds(&ctx).is_empty());
+        let (ctx, _) = first_container(&pod(
+            "",
+            "    volumeMounts: [{name: m, mountPath: /dev/shm/}]\n",
+        ));
+        assert_eq!(
+            shm_binds(&ctx),
+            ["/run/podc/volumes/default_p/m"],
+            "the volume, not the pod's tmpfs"
+        );
     }
 
     #[test]

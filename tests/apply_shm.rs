@@ -12,7 +12,11 @@ fn each_pod_has_its_own_dev_shm_shared_by_its_containers() -> Result {
     let Some(p) = Podc::boot()? else {
         return Ok(());
     };
-    p.sd.sh_ok("echo host > /dev/shm/podc-host-token");
+    // The namespaced systemd shares the host's /dev; unique names keep
+    // runs (and a run without the pod's own tmpfs) apart.
+    let tok = format!("podc-shm-{}", std::process::id());
+    let host_tok = format!("{tok}-host");
+    p.sd.sh_ok(&format!("echo host > /dev/shm/{host_tok}"));
     p.rootfs("a", &["writer", "reader"]);
     p.rootfs("b", &["other"]);
     p.rootfs("h", &["hostipc"]);
@@ -20,7 +24,10 @@ fn each_pod_has_its_own_dev_shm_shared_by_its_containers() -> Result {
         "a",
         "",
         &[
-            ("writer", "echo from-a > /dev/shm/token; exec sleep 1000"),
+            (
+                "writer",
+                &format!("echo from-a > /dev/shm/{tok}; exec sleep 1000"),
+            ),
             ("reader", "exec sleep 1000"),
         ],
     );
@@ -42,24 +49,25 @@ fn each_pod_has_its_own_dev_shm_shared_by_its_containers() -> Result {
     let seen = exec(
         "a",
         "reader",
-        "for i in $(seq 100); do [ -s /dev/shm/token ] && break; sleep 0.05; done; cat /dev/shm/token",
+        &format!("for i in $(seq 100); do [ -s /dev/shm/{tok} ] && break; sleep 0.05; done; cat /dev/shm/{tok}"),
     );
     assert_eq!(seen, "from-a\n");
     // Kubernetes' default size: 64 MiB.
     let df = exec("a", "reader", "df -k /dev/shm | tail -1");
     assert_eq!(df.split_whitespace().nth(1), Some("65536"), "{df}");
-    assert_eq!(exec("a", "reader", "ls -A /dev/shm"), "token\n");
+    assert_eq!(exec("a", "reader", "ls -A /dev/shm"), format!("{tok}\n"));
 
     // Another pod, and the host, see none of it.
     assert_eq!(exec("b", "other", "ls -A /dev/shm"), "");
     let host = p.sd.sh_ok("ls -A /dev/shm");
-    assert!(!host.lines().any(|l| l == "token"), "{host}");
+    assert!(!host.lines().any(|l| l == tok), "{host}");
 
     // hostIPC: the host's /dev/shm.
     assert_eq!(
-        exec("h", "hostipc", "cat /dev/shm/podc-host-token"),
+        exec("h", "hostipc", &format!("cat /dev/shm/{host_tok}")),
         "host\n"
     );
+    p.sd.sh_ok(&format!("rm -f /dev/shm/{host_tok} /dev/shm/{tok}"));
 
     // Delete unmounts it with the rest of the pod.
     p.run_ok(&["delete", "a"]);
