@@ -36,67 +36,14 @@ if file -L "$W/podc-pause" | grep -q 'dynamically linked'; then
 fi
 
 # ---- 2. boot systemd 252 in a PID + mount + UTS namespace ------------------
+# scripts/nsystemd.sh: tmpfs over everything written (incl. the journal and
+# both tools' stores), a cgroup of its own in every hierarchy.
+. scripts/nsystemd.sh
 name=podc-bench-$$
-# The boot script of tests/support/systemd.rs: private mounts, tmpfs over
-# everything written (incl. the journal and both tools' stores), a cgroup of
-# its own in every hierarchy, then exec systemd.
-BOOT='set -eu
-name=$1; shift
-mount --make-rprivate /
-for d in "$@"; do mkdir -p "$d"; mount -t tmpfs -o mode=0755 tmpfs "$d"; done
-chmod 1777 /tmp
-for h in /sys/fs/cgroup/*/; do
-  [ -L "${h%/}" ] || mkdir -p "$h$name" 2>/dev/null || true
-done
-for h in systemd unified; do
-  if [ -d "/sys/fs/cgroup/$h/$name" ]; then echo $$ > "/sys/fs/cgroup/$h/$name/cgroup.procs"; fi
-done
-export container=podc-bench
-echo booted
-exec 1>&2
-exec /lib/systemd/systemd --system --unit=basic.target'
-TMPFS=(/run /tmp /etc/systemd/system /var/lib/podc /var/log/journal
-       /var/lib/containers /var/cache/containers /etc/containers/systemd)
-
-upid="" sd=""
-cleanup() {
-    set +e
-    if [[ -n $sd ]]; then kill -9 "$sd" 2>/dev/null; elif [[ -n $upid ]]; then kill -9 "$upid" 2>/dev/null; fi
-    [[ -n $upid ]] && wait "$upid" 2>/dev/null
-    # remove this instance's cgroups, depth first; a dying cgroup may be busy for a moment
-    for h in /sys/fs/cgroup/*/; do
-        [[ -L ${h%/} || ! -d $h$name ]] && continue
-        for _ in $(seq 50); do
-            find "$h$name" -depth -type d -exec rmdir {} + 2>/dev/null
-            [[ -d $h$name ]] || break
-            sleep 0.1
-        done
-    done
-    rm -rf "$W"
-}
-trap cleanup EXIT
+trap 'nsd_cleanup; rm -rf "$W"' EXIT
 trap 'exit 130' INT TERM
-
-unshare --kill-child=SIGKILL --pid --fork --mount --mount-proc --uts \
-    /bin/sh -c "$BOOT" boot "$name" "${TMPFS[@]}" </dev/null >"$W/boot.out" 2>"$W/boot.log" &
-upid=$!
-for _ in $(seq $((BOOT_TIMEOUT * 10))); do
-    grep -q booted "$W/boot.out" 2>/dev/null && break
-    kill -0 "$upid" 2>/dev/null || { cat "$W/boot.log" >&2; exit 1; }
-    sleep 0.1
-done
-sd=$(cut -d' ' -f1 "/proc/$upid/task/$upid/children")
-[[ -n $sd ]] || { echo "no systemd"; cat "$W/boot.log" >&2; exit 1; }
-ns() { nsenter -t "$sd" -m -p -u -- "$@"; }
-R=/proc/$sd/root
-state=""
-for _ in $(seq "$BOOT_TIMEOUT"); do
-    state=$(ns timeout 5 systemctl is-system-running --wait 2>/dev/null || true)
-    [[ $state == running || $state == degraded ]] && break
-    sleep 1
-done
-[[ $state == running || $state == degraded ]] || { echo "systemd: '$state'" >&2; tail -20 "$W/boot.log" >&2; exit 1; }
-echo "# namespaced systemd $(ns systemctl --version | head -1 | cut -d' ' -f2) (pid $sd) is $state" >&2
+nsd_boot "$name" "$W" /run /tmp /etc/systemd/system /var/lib/podc /var/log/journal \
+    /var/lib/containers /var/cache/containers /etc/containers/systemd
 
 LIB=/run/podc-lib B=/run/bench
 mkdir -p "$R$LIB" "$R$B"
@@ -104,11 +51,7 @@ cp "$W/podc" "$W/podc-pause" "$R$LIB/"
 podc() { ns "$LIB/podc" "$@"; }
 
 # ---- the image: a busybox tree, for podc and for podman ---------------------
-ns sh -ec "d=$B/rootfs; mkdir -p \$d/bin \$d/etc \$d/proc \$d/sys \$d/dev \$d/tmp \$d/run
-  cp /bin/busybox \$d/bin/busybox; chroot \$d /bin/busybox --install -s /bin
-  echo 'root:x:0:0:root:/root:/bin/sh' > \$d/etc/passwd; printf 'root:x:0:\n' > \$d/etc/group
-  touch \$d/etc/hosts \$d/etc/hostname \$d/etc/resolv.conf
-  tar -C \$d -cf $B/busybox.tar ."
+nsd_busybox_tar "$B/busybox.tar"
 podc image import "$B/busybox.tar" --name busybox:1.36 >/dev/null
 # podman: storage on the namespace's tmpfs (/var/lib/containers), no network
 # stack (--network none at play), the systemd cgroup manager (cgroupfs would
@@ -162,7 +105,7 @@ floor_units() { # floor_units N
         printf '[Service]\nType=exec\nSlice=floor-%s.slice\nPrivateNetwork=yes\nPrivateIPC=yes\nExecStart=/bin/sleep 3600\n' "$i" >"$u/floor-$i.service"
         for c in a b; do
             # b after a: podc starts containers in spec order, as Kubernetes does
-            printf '[Unit]\nBindsTo=floor-%s.service\nAfter=floor-%s.service %s\nJoinsNamespaceOf=floor-%s.service\n[Service]\nType=exec\nSlice=floor-%s.slice\nPrivateNetwork=yes\nPrivateIPC=yes\nRootDirectory=%s/rootfs\nMountAPIVFS=yes\nExecStart=/bin/sleep 3600\n' \
+            printf '[Unit]\nBindsTo=floor-%s.service\nAfter=floor-%s.service %s\nJoinsNamespaceOf=floor-%s.service\n[Service]\nType=exec\nSlice=floor-%s.slice\nPrivateNetwork=yes\nPrivateIPC=yes\nRootDirectory=%s/busybox.tar.d\nMountAPIVFS=yes\nExecStart=/bin/sleep 3600\n' \
                 "$i" "$i" "$([[ $c == b ]] && echo "floor-$i-a.service")" "$i" "$i" "$B" >"$u/floor-$i-$c.service"
         done
     done
