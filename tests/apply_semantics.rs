@@ -308,8 +308,10 @@ fn app_containers_stop_together_and_sidecars_after_them() -> Result {
         return Ok(());
     };
     p.rootfs("stops", &["side", "a", "b"]);
-    let slow = "trap 'sleep 2; exit 0' TERM; sleep 1000 & wait";
-    let quick = "trap 'exit 0' TERM; sleep 1000 & wait";
+    // `echo armed` once the trap is set: the test waits for it, since a
+    // unit is active (and apply returns) before its shell reads line one.
+    let slow = "trap 'sleep 2; exit 0' TERM; echo armed; while :; do sleep 0.1; done";
+    let quick = "trap 'exit 0' TERM; echo armed; while :; do sleep 0.1; done";
     let c = |name: &str, script: &str| {
         format!(
             "  - name: {name}\n    image: busybox:1.36\n    command: [\"sh\", \"-c\", {}]\n",
@@ -341,6 +343,12 @@ fn app_containers_stop_together_and_sidecars_after_them() -> Result {
         us("a", "ExecMainStartTimestampMonotonic") >= us("side", "ActiveEnterTimestampMonotonic"),
         "a started before the sidecar was up"
     );
+    for c in ["side", "a", "b"] {
+        p.sd.sh_ok(&format!(
+            "for i in $(seq 200); do journalctl --no-pager -o cat -u {} | grep -qx armed && exit 0; sleep 0.05; done; exit 1",
+            unit(c)
+        ));
+    }
     // Stop the pod as apply and delete do: every service and the target.
     p.sd.sh_ok(&format!(
         "systemctl stop podc_default_stops.target podc_default_stops.service {} {} {}",
@@ -394,5 +402,39 @@ fn app_containers_stop_together_and_sidecars_after_them() -> Result {
         when("side", "Stopping") >= a_in.max(b_in),
         "the sidecar began stopping before the app containers were down"
     );
+    Ok(())
+}
+
+/// The stop signal goes to the container's main process only, as container
+/// runtimes send it (systemd's default KillMode would signal every process
+/// of the unit); the rest dies with it.
+#[test]
+fn the_stop_signal_reaches_only_the_main_process() -> Result {
+    let Some(p) = Podc::boot()? else {
+        return Ok(());
+    };
+    p.rootfs("sig", &["app"]);
+    p.sd.sh_ok("mkdir -p /run/sig");
+    // The main process lingers 1 s after TERM, so that a child that was
+    // signalled too (KillMode=control-group) has time to log it before
+    // the PID namespace dies with its PID 1.
+    let script = "(trap 'echo child got TERM >> /s/log; exit 0' TERM; echo child armed >> /s/log; while :; do sleep 0.1; done) & \
+                  trap 'echo main got TERM >> /s/log; sleep 1; exit 0' TERM; echo main armed >> /s/log; while :; do sleep 0.1; done";
+    p.manifest(
+        "/srv/sig.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: sig\nspec:\n  terminationGracePeriodSeconds: 5\n  volumes:\n  - name: s\n    hostPath: {{path: /run/sig}}\n  containers:\n  - name: app\n    image: busybox:1.36\n    command: [sh, -c, {}]\n    volumeMounts: [{{name: s, mountPath: /s}}]\n",
+            serde_json::to_string(script)?
+        ),
+    );
+    p.apply_ok("/srv/sig.yaml", &[]);
+    p.sd.sh_ok("for i in $(seq 200); do [ $(grep -c armed /run/sig/log) = 2 ] && exit 0; sleep 0.05; done; exit 1");
+    p.run_ok(&["delete", "sig"]);
+    let log = p.sd.sh_ok("cat /run/sig/log");
+    assert!(log.contains("main got TERM"), "{log}");
+    assert!(!log.contains("child got TERM"), "{log}");
+    // The child did not outlive the container.
+    let left = p.sd.sh("pgrep -f 'child got TER[M]'");
+    assert!(!left.status.success(), "a process survived the stop");
     Ok(())
 }
