@@ -294,8 +294,10 @@ struct ContainerCtx {
     binds: Vec<(String, String)>,
     binds_ro: Vec<(String, String)>,
     read_only_root: bool,
-    /// Not privileged: read-only cgroups, no host devices.
+    /// Not privileged: no host devices.
     confined: bool,
+    /// Not privileged, and the joiner does not make /sys read-only itself.
+    protect_control_groups: bool,
     /// Not privileged: read-only /sys and /proc/sys. Left out where systemd
     /// would imply NoNewPrivileges= from it (a non-root `User=` without
     /// the joiner), which Kubernetes does not set by default.
@@ -1218,6 +1220,11 @@ fn container_ctx(
     let private_pids = !use_joiner && pid == Pid::New;
 
     // Joiner options shared by the main command and exec hooks.
+    // A confined container's /sys is read-only. Where the joiner mounts the
+    // container's /proc (its own PID namespace) it also does /proc/sys and
+    // /sys, far cheaper than systemd's ProtectKernelTunables=/
+    // ProtectControlGroups=, which the unit then leaves out.
+    let joiner_ro_sys = use_joiner && pid != Pid::Host && !privileged;
     let joiner = |hook: bool| -> Vec<String> {
         let mut j: Vec<String> = vec![format!("{JOINER_ROOT}/podc-pause"), "join".into()];
         if !spec.host_network {
@@ -1254,6 +1261,9 @@ fn container_ctx(
                     .collect::<Vec<_>>()
                     .join(","),
             ]);
+        }
+        if joiner_ro_sys {
+            j.push("--ro-sys".into());
         }
         if let Some(caps) = &capabilities {
             j.extend(["--caps".into(), caps.join(",")]);
@@ -1504,7 +1514,9 @@ fn container_ctx(
         binds_ro,
         read_only_root: sc.read_only_root_filesystem.unwrap_or(false),
         confined: !privileged,
+        protect_control_groups: !privileged && !joiner_ro_sys,
         protect_kernel_tunables: !privileged
+            && !joiner_ro_sys
             && (use_joiner
                 || uid.as_deref().is_none_or(|u| u == "0")
                 || sc.allow_privilege_escalation == Some(false)),

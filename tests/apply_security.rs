@@ -27,6 +27,7 @@ const REPORT: &str = "{ id; grep -E '^(Cap|NoNewPrivs)' /proc/self/status; \
      if true 2>/out/$C.err </dev/kmsg; then echo kmsg=open; else echo kmsg=$(cat /out/$C.err); fi; \
      if true 2>/out/$C.err >/dev/null; then echo null=open; else echo null=$(cat /out/$C.err); fi; \
      if touch /sys/podc 2>/out/$C.err; then echo sys=writable; else echo sys=$(cat /out/$C.err); fi; \
+     if mkdir /sys/fs/cgroup/pids/podc-$C 2>/out/$C.err; then echo cgroup=writable; rmdir /sys/fs/cgroup/pids/podc-$C; else echo cgroup=$(cat /out/$C.err); fi; \
      } > /out/$C.tmp 2>&1; mv /out/$C.tmp /out/$C; exec sleep 1000";
 
 /// A container `name` with `sc` (YAML flow mapping, or "" for none).
@@ -152,6 +153,7 @@ fn users_groups_capabilities_privileges_read_only_root_and_sysctls() -> Result {
     assert_eq!(field(&r, "NoNewPrivs"), "0", "{r}");
     assert_eq!(field(&r, "kmsg"), "open", "{r}");
     assert!(!field(&r, "sys").contains("Read-only"), "{r}");
+    assert_eq!(field(&r, "cgroup"), "writable", "{r}");
 
     // Not privileged, even root: no host devices but the pseudo ones, and a
     // read-only /sys.
@@ -159,6 +161,8 @@ fn users_groups_capabilities_privileges_read_only_root_and_sysctls() -> Result {
     assert!(field(&r, "kmsg").contains("Operation not permitted"), "{r}");
     assert_eq!(field(&r, "null"), "open", "{r}");
     assert!(field(&r, "sys").contains("Read-only file system"), "{r}");
+    // ... down to every mount below it: the cgroup hierarchies too.
+    assert!(field(&r, "cgroup").contains("Read-only file system"), "{r}");
 
     // Sysctls are set in the pod's namespaces, visible in every container,
     // and leave the host's alone.
