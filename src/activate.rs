@@ -163,6 +163,28 @@ pub fn stop_pods(sd: &Systemd, pods: &[&InstalledPod], deadline: Instant) -> Res
     Ok(())
 }
 
+/// A pod whose infra unit failed (its namespaces or volumes could not be
+/// set up: a hostPath that did not exist, ...) is started again by the next
+/// apply, as the kubelet keeps retrying a pod's setup. A pod whose
+/// containers ended (Completed, or Error under `Never`) is left as it is.
+fn retry_failed_setup(sd: &Systemd, installed: &Installed, items: &mut [PlanItem]) {
+    for it in items.iter_mut().filter(|i| i.action == Action::Unchanged) {
+        let Some(pod) = installed.pods.get(&it.id) else {
+            continue;
+        };
+        let failed = sd
+            .get_unit(&pod.infra())
+            .ok()
+            .flatten()
+            .and_then(|p| sd.unit_state(p.as_str()).ok())
+            .is_some_and(|s| s.active_state == "failed");
+        if failed {
+            it.action = Action::Recreate;
+            it.why = "its infra unit had failed; retrying the setup".into();
+        }
+    }
+}
+
 /// The outcome of one pod after apply.
 #[derive(Debug)]
 pub struct Outcome {
@@ -185,7 +207,10 @@ pub fn apply(
 ) -> Result<bool, String> {
     let t0 = Instant::now();
     let mut installed = Installed::load(paths)?;
-    let items = plan(desired, &installed, paths, opts.prune);
+    let mut items = plan(desired, &installed, paths, opts.prune);
+    if let (Some(sd), false) = (sd, opts.dry_run) {
+        retry_failed_setup(sd, &installed, &mut items);
+    }
     if opts.dry_run {
         let mut reload = false;
         for it in &items {
