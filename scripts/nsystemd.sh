@@ -10,24 +10,10 @@
 # After nsd_boot: $sd is systemd's host PID, $R its root as seen from the
 # host (/proc/$sd/root). BOOT_TIMEOUT (s, default 60) bounds the boot.
 
-# The boot script: private mounts, tmpfs over everything written (the
-# journal included), a cgroup of its own in every hierarchy, then exec
-# systemd.
-NSD_BOOT='set -eu
-name=$1; shift
-mount --make-rprivate /
-for d in "$@"; do mkdir -p "$d"; mount -t tmpfs -o mode=0755 tmpfs "$d"; done
-chmod 1777 /tmp
-for h in /sys/fs/cgroup/*/; do
-  [ -L "${h%/}" ] || mkdir -p "$h$name" 2>/dev/null || true
-done
-for h in systemd unified; do
-  if [ -d "/sys/fs/cgroup/$h/$name" ]; then echo $$ > "/sys/fs/cgroup/$h/$name/cgroup.procs"; fi
-done
-export container=podc-ns
-echo booted
-exec 1>&2
-exec /lib/systemd/systemd --system --unit=basic.target'
+# The boot script (shared with tests/support/systemd.rs): private mounts,
+# tmpfs over everything written (the journal included), a cgroup of its own
+# in every hierarchy, then exec systemd.
+NSD_BOOT=$(cat "$(dirname "${BASH_SOURCE[0]}")/nsystemd-boot.sh")
 
 nsd_upid="" sd="" nsd_name="" R=""
 

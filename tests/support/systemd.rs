@@ -48,27 +48,10 @@ const DEFAULT_TMPFS: &[&str] = &[
     "/var/log/journal",
 ];
 
-/// The boot script, run by `unshare` as PID 1 of the new namespaces.
-/// `$1` = instance name, `$2...` = directories to cover with tmpfs.
-/// It prints one line to stdout once it is set up (the host side waits for
-/// it, then knows the namespace's PID 1 exists), sends everything after that
-/// to stderr (a log file) and execs systemd.
-const BOOT_SCRIPT: &str = r#"set -eu
-name=$1; shift
-mount --make-rprivate /
-for d in "$@"; do mkdir -p "$d"; mount -t tmpfs -o mode=0755 tmpfs "$d"; done
-chmod 1777 /tmp
-for h in /sys/fs/cgroup/*/; do
-  [ -L "${h%/}" ] || mkdir -p "$h$name" 2>/dev/null || true
-done
-for h in systemd unified; do
-  if [ -d "/sys/fs/cgroup/$h/$name" ]; then echo $$ > "/sys/fs/cgroup/$h/$name/cgroup.procs"; fi
-done
-export container=podc-test
-echo booted
-exec 1>&2
-exec /lib/systemd/systemd --system --unit=basic.target
-"#;
+/// The boot script, run by `unshare` as PID 1 of the new namespaces (the
+/// same file `scripts/nsystemd.sh` runs): `$1` = instance name, `$2...` =
+/// directories to cover with tmpfs.
+const BOOT_SCRIPT: &str = include_str!("../../scripts/nsystemd-boot.sh");
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
