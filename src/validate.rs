@@ -1214,43 +1214,28 @@ fn check_container(
         );
         let key = |name: &str| (ns.to_string(), name.to_string());
         if let Some(k) = &from.config_map_key_ref {
-            let keys = refs
-                .config_maps
-                .get(&key(&k.name))
-                .map(|d| d.data.keys().cloned().collect());
-            let p = format!("{ep}/valueFrom/configMapKeyRef");
-            check_key_ref(r, &p, "ConfigMap", ns, k, keys);
-            let value = refs
-                .config_maps
-                .get(&key(&k.name))
-                .and_then(|d| d.data.get(&k.key));
-            if let Some(m) = value.and_then(|v| env_value_problem(v.as_bytes())) {
-                r.err(
-                    &format!("{p}/key"),
-                    format!(
-                        "the value of ConfigMap \"{}\" key \"{}\" {m}",
-                        k.name, k.key
-                    ),
-                );
-            }
+            let d = refs.config_maps.get(&key(&k.name));
+            check_key_ref(
+                r,
+                &format!("{ep}/valueFrom/configMapKeyRef"),
+                "ConfigMap",
+                ns,
+                k,
+                d.map(|d| d.data.keys().cloned().collect()),
+                d.and_then(|d| d.data.get(&k.key)).map(|v| v.as_bytes()),
+            );
         }
         if let Some(k) = &from.secret_key_ref {
-            let keys = refs
-                .secrets
-                .get(&key(&k.name))
-                .map(|d| d.data.keys().cloned().collect());
-            let p = format!("{ep}/valueFrom/secretKeyRef");
-            check_key_ref(r, &p, "Secret", ns, k, keys);
-            let value = refs
-                .secrets
-                .get(&key(&k.name))
-                .and_then(|d| d.data.get(&k.key));
-            if let Some(m) = value.and_then(|v| env_value_problem(v)) {
-                r.err(
-                    &format!("{p}/key"),
-                    format!("the value of Secret \"{}\" key \"{}\" {m}", k.name, k.key),
-                );
-            }
+            let d = refs.secrets.get(&key(&k.name));
+            check_key_ref(
+                r,
+                &format!("{ep}/valueFrom/secretKeyRef"),
+                "Secret",
+                ns,
+                k,
+                d.map(|d| d.data.keys().cloned().collect()),
+                d.and_then(|d| d.data.get(&k.key)).map(Vec::as_slice),
+            );
         }
         if let Some(f) = &from.field_ref {
             let fp = format!("{ep}/valueFrom/fieldRef/fieldPath");
@@ -1372,6 +1357,9 @@ fn check_container(
     }
 }
 
+/// A `configMapKeyRef`/`secretKeyRef`: the object and key exist unless
+/// optional, and the value (when there is one) can be an environment
+/// variable.
 fn check_key_ref(
     r: &mut Report,
     p: &str,
@@ -1379,7 +1367,14 @@ fn check_key_ref(
     ns: &str,
     k: &KeySelector,
     keys: Option<BTreeSet<String>>,
+    value: Option<&[u8]>,
 ) {
+    if let Some(m) = value.and_then(env_value_problem) {
+        r.err(
+            &format!("{p}/key"),
+            format!("the value of {kind} \"{}\" key \"{}\" {m}", k.name, k.key),
+        );
+    }
     if k.optional.unwrap_or(false) {
         return;
     }
