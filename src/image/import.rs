@@ -221,30 +221,13 @@ fn is_index(mt: &str) -> bool {
     mt == MT_OCI_INDEX || mt == MT_DOCKER_LIST
 }
 
-/// RFC 3339 UTC timestamp of a time.
+/// RFC 3339 UTC timestamp of a time (the one formatter, in observe).
 pub(crate) fn rfc3339(t: std::time::SystemTime) -> String {
-    let secs = t
+    let us = t
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| d.as_micros() as u64)
         .unwrap_or(0);
-    let (days, rem) = (secs / 86400, secs % 86400);
-    // civil from days (Howard Hinnant)
-    let z = days as i64 + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    crate::observe::rfc3339(us)
 }
 
 impl Store {
