@@ -172,11 +172,9 @@ fn retry_failed_setup(sd: &Systemd, installed: &Installed, items: &mut [PlanItem
         let Some(pod) = installed.pods.get(&it.id) else {
             continue;
         };
-        let failed = sd
-            .get_unit(&pod.infra())
+        let failed = observe::read_unit(sd, &pod.infra())
             .ok()
             .flatten()
-            .and_then(|p| sd.unit_state(p.as_str()).ok())
             .is_some_and(|s| s.active_state == "failed");
         if failed {
             it.action = Action::Recreate;
