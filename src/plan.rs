@@ -424,6 +424,12 @@ pub fn container_unit_name(id: &str, container: &str) -> String {
     format!("podc_{id}_{container}.service")
 }
 
+/// The link target that orders an app container's start after the
+/// previous app container's (see `LinkCtx`).
+pub fn link_target_name(id: &str, container: &str) -> String {
+    format!("podc_{id}_{container}.target")
+}
+
 /// Kubernetes' `MilliCPUToShares`: the `cpu.shares` of a CPU request,
 /// millicores × 1024 / 1000, between 2 and 262144.
 pub fn cpu_shares(millis: u64) -> u64 {
@@ -743,7 +749,7 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
                 }
             }
             if let Some(prev) = prev_app.take() {
-                let link = format!("podc_{id}_{}.target", c.name);
+                let link = link_target_name(&id, &c.name);
                 ctx.after.retain(|a| *a != prev);
                 ctx.after.push(link.clone());
                 ctx.wants.push(link.clone());
