@@ -195,7 +195,19 @@ pub enum HookCommand {
 
 #[derive(clap::Subcommand)]
 pub enum RootfsCommand {
-    /// Mount the roots of a pod's containers: `--dir DIR --image IMAGE`,
+    /// Lay out the roots of a pod's containers for the joiner, which mounts
+    /// each in the container's own mount namespace: a fresh writable layer
+    /// and links to the image's layers. `--dir DIR --image IMAGE`, repeated
+    /// in pairs (one exec of podc for the whole pod; the infra unit's
+    /// `ExecStartPre=`).
+    Prepare {
+        #[arg(long, required = true)]
+        dir: Vec<PathBuf>,
+        #[arg(long, required = true)]
+        image: Vec<String>,
+    },
+    /// Mount the roots on the host (units of older podc versions, and by
+    /// hand for inspection) of a pod's containers: `--dir DIR --image IMAGE`,
     /// repeated in pairs (one exec of podc for the whole pod).
     Mount {
         #[arg(long, required = true)]
@@ -869,8 +881,14 @@ pub fn hook(h: HookCommand) -> ExitCode {
 
 pub fn rootfs(root: &Path, r: RootfsCommand) -> ExitCode {
     let res = match r {
-        RootfsCommand::Mount { dir, image, .. } if dir.len() != image.len() => {
+        RootfsCommand::Mount { dir, image, .. } | RootfsCommand::Prepare { dir, image }
+            if dir.len() != image.len() =>
+        {
             Err("give --dir and --image in pairs".to_string())
+        }
+        RootfsCommand::Prepare { dir, image } => {
+            let all: Vec<(PathBuf, String)> = dir.into_iter().zip(image).collect();
+            podc::rootfs::prepare_all(&all, root)
         }
         RootfsCommand::Mount { dir, image, .. } => {
             let all: Vec<(PathBuf, String)> = dir.into_iter().zip(image).collect();

@@ -1,19 +1,20 @@
-//! The namespace joiner: `podc-pause join ... -- CMD ARGS...`, the
-//! `ExecStart=` of a container service that needs the pod's hostname (UTS
-//! namespace) or a PID namespace. systemd 252 has no directive for either.
-//!
-//! It runs *inside* the container root: systemd chroots (`RootDirectory=`)
-//! before exec'ing `ExecStart=`, so the unit binds the statically linked
-//! helper and the pod's ns directory into the root, e.g.
-//! `BindReadOnlyPaths=/usr/lib/podc/podc-pause:/.podc/podc-pause` and
-//! `BindReadOnlyPaths=/run/podc/pods/<id>:/.podc/pod` (ns files are bind
-//! mounts themselves; systemd binds recursively by default). Everything else
-//! (`RootDirectory=`, `BindPaths=`, `MountAPIVFS=`, sandboxing) stays
-//! systemd's.
+//! The container runtime step: `podc-pause join ... -- CMD ARGS...`, the
+//! `ExecStart=` of every container service. systemd 252 has no directive
+//! for the pod's hostname (UTS namespace) or a PID namespace, and its file
+//! system sandboxing costs too much per unit (see
+//! [`crate::container_root`]), so the unit gives the joiner the cgroup, the
+//! pod's network namespace (`NetworkNamespacePath=`), the environment, the
+//! device policy and the resource limits, and the joiner does the rest,
+//! the IPC namespace included (see [`JoinConfig::ipc`]). It is a static binary
+//! run from the host (`/usr/lib/podc/podc-pause`), with host paths as
+//! arguments.
 //!
 //! Order of operations, and why:
-//! 1. open the ns files, `setns` UTS: affects this process, so after exec the
-//!    command's `hostname` is the pod's.
+//! 0. open the ns files named by host paths, and connect to
+//!    `$NOTIFY_SOCKET`; then set up the container's root and pivot into it
+//!    (`--rootfs`, [`crate::container_root`]).
+//! 1. `setns` UTS: affects this process, so after exec the command's
+//!    `hostname` is the pod's.
 //! 2. PID: `setns` (shared pod namespace) or `unshare` (a container of its
 //!    own) only changes the namespace of *children*. So the joiner clones
 //!    once with `CLONE_PARENT`: the child's parent is then systemd itself,
@@ -35,13 +36,11 @@
 //!    joiner stops the child and exits once it is stopped; the unit's first
 //!    `ExecStartPost=` (`podc-pause release ${MAINPID}`) continues it, after
 //!    `GuessMainPID=` adopted it.
-//! 3. In a new or joined PID namespace, mount a fresh `/proc` (the one
-//!    systemd's `MountAPIVFS=` mounted shows the host's PIDs); the child
-//!    does this since a procfs instance belongs to its mounter's PID ns.
-//!    A fresh procfs would also undo what systemd's `ProtectKernelTunables=`
-//!    did to the old one, so the joiner makes the paths that container
-//!    runtimes keep read-only (`/proc/sys`, `/proc/sysrq-trigger`,
-//!    `/proc/irq`, `/proc/bus`, `/proc/fs`) read-only again.
+//! 3. In a new or joined PID namespace, mount the container's `/proc`; the
+//!    child does this since a procfs instance belongs to its mounter's PID
+//!    ns. The paths that container runtimes keep read-only (`/proc/sys`,
+//!    `/proc/sysrq-trigger`, `/proc/irq`, `/proc/bus`, `/proc/fs`) are made
+//!    read-only (in the host PID namespace, right after the root is set up).
 //! 4. Capabilities (`--caps NAME,...`): the joiner itself needs
 //!    CAP_SYS_ADMIN, so the unit cannot narrow `CapabilityBoundingSet=` to
 //!    the container's set; the joiner drops every other capability from the
@@ -52,17 +51,19 @@
 //!    `User=`; the joiner drops privileges itself, right before exec.
 //! 6. `execvp` the command (resolved with the container's `PATH`).
 //!
-//! Hooks (postStart as `ExecStartPost=`, preStop as `ExecStop=`) go through
-//! the joiner too, so they see the container's hostname and processes:
-//! `--pid /proc/${MAINPID}/ns/pid --wait`. systemd sets `$MAINPID` for these
-//! commands, and their `/proc` (from `MountAPIVFS=`) is the host's, where
-//! that path names the container's PID namespace. `--wait` keeps the joiner
-//! as the control process until the hook ends, with the hook's status.
+//! Exec hooks (postStart as `ExecStartPost=`, preStop as `ExecStop=`) go
+//! through the joiner too, so they run as `kubectl exec` would, in the
+//! running container's file system, hostname and processes:
+//! `--mnt /proc/${MAINPID}/ns/mnt --pid /proc/${MAINPID}/ns/pid --wait`.
+//! systemd sets `$MAINPID` for these commands, which start on the host,
+//! where those paths name the container's namespaces. `--wait` keeps the
+//! joiner as the control process until the hook ends, with its status.
 
 use std::ffi::{CString, OsString};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStringExt;
 
+use crate::container_root::{self, Bind, RootConfig};
 use nix::libc;
 use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
@@ -82,6 +83,11 @@ pub enum PidNs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinConfig {
     pub uts: Option<String>,
+    /// The pod's IPC namespace (`--ipc NSFILE`). Not the unit's
+    /// `IPCNamespacePath=`: with it, systemd 252 gives the unit a mount
+    /// namespace of its own (to mount the namespace's mqueue), with all
+    /// the rereading of the host's mount table that the joiner avoids.
+    pub ipc: Option<String>,
     pub pid: PidNs,
     /// Mount a /proc for the PID namespace (default on when `pid` isn't Keep).
     pub mount_proc: bool,
@@ -97,9 +103,15 @@ pub struct JoinConfig {
     pub wait: bool,
     /// Capabilities to keep in the bounding set; `None` keeps all.
     pub caps: Option<Vec<u32>>,
-    /// Remount `/sys` and every mount below it read-only (`--ro-sys`), for
-    /// containers that are not privileged.
-    pub ro_sys: bool,
+    /// Set up the container's root and pivot into it (`--rootfs DIR` with
+    /// `--bind`, `--bind-ro`, `--ro-root`, `--ro-sys`, `--mqueue`), see
+    /// [`crate::container_root`]. For the main command and init containers.
+    pub root: Option<RootConfig>,
+    /// Enter this mount namespace instead (`--mnt /proc/${MAINPID}/ns/mnt`):
+    /// exec hooks run in the running container's file system view.
+    pub mnt: Option<String>,
+    /// The working directory inside the container (`--cwd`).
+    pub cwd: Option<String>,
     pub argv: Vec<OsString>,
 }
 
@@ -186,28 +198,17 @@ fn wait_stopped(pid: libc::pid_t) -> std::io::Result<()> {
 /// `sd_notify_barrier(3)`'s protocol, a `BARRIER=1` datagram carrying the
 /// write end of a pipe, which systemd closes once every earlier message of
 /// ours is handled; the read end then sees POLLHUP. Bounded by 10 s.
-fn adopt_by_notify(sock: &std::ffi::OsStr, child: libc::pid_t) -> std::io::Result<()> {
+fn adopt_by_notify(
+    s: &std::os::unix::net::UnixDatagram,
+    child: libc::pid_t,
+) -> std::io::Result<()> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::net::UnixDatagram;
-    let bytes = sock.as_bytes();
-    let addr = match bytes.strip_prefix(b"@") {
-        Some(name) => UnixAddr::new_abstract(name)?,
-        None => UnixAddr::new(bytes)?,
-    };
-    let s = UnixDatagram::unbound()?;
     let send = |msg: &[u8], fds: &[i32]| -> std::io::Result<()> {
         let iov = [std::io::IoSlice::new(msg)];
         let rights = [ControlMessage::ScmRights(fds)];
         let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
-        sendmsg(
-            s.as_raw_fd(),
-            &iov,
-            cmsgs,
-            MsgFlags::MSG_NOSIGNAL,
-            Some(&addr),
-        )?;
+        sendmsg::<UnixAddr>(s.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None)?;
         Ok(())
     };
     send(format!("MAINPID={child}\nREADY=1").as_bytes(), &[])?;
@@ -247,6 +248,22 @@ fn adopt_by_notify(sock: &std::ffi::OsStr, child: libc::pid_t) -> std::io::Resul
     }
 }
 
+/// A datagram socket connected to systemd's notify socket (`@name` is
+/// an abstract address).
+fn connect_notify(sock: &std::ffi::OsStr) -> std::io::Result<std::os::unix::net::UnixDatagram> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::UnixDatagram;
+    let s = UnixDatagram::unbound()?;
+    match sock.as_bytes().strip_prefix(b"@") {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            s.connect_addr(&std::os::unix::net::SocketAddr::from_abstract_name(name)?)?
+        }
+        None => s.connect(std::path::Path::new(sock))?,
+    }
+    Ok(s)
+}
+
 /// `podc-pause release PID`: continue a container process the joiner left
 /// stopped (see [`run`]); the unit's first `ExecStartPost=`, run once
 /// systemd knows the process as `$MAINPID`.
@@ -277,14 +294,18 @@ const READONLY_PROC: &[&str] = &[
     "/proc/sysrq-trigger",
 ];
 
-pub const USAGE: &str = "usage: podc-pause join [--uts NSFILE] [--pid NSFILE | --new-pid] \
-[--no-proc] [--ro-sys] [--wait] [--caps NAME,...] [--user UID[:GID]] [--groups GID,...] [--non-root] \
+pub const USAGE: &str =
+    "usage: podc-pause join [--rootfs DIR [--bind SRC DST]... [--bind-ro SRC DST]... \
+[--ro-root] [--ro-sys] [--mqueue] | --mnt NSFILE] [--cwd DIR] [--uts NSFILE] [--ipc NSFILE] \
+[--pid NSFILE | --new-pid] \
+[--no-proc] [--wait] [--caps NAME,...] [--user UID[:GID]] [--groups GID,...] [--non-root] \
 -- CMD [ARG...]";
 
 impl JoinConfig {
     pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<JoinConfig, String> {
         let mut cfg = JoinConfig {
             uts: None,
+            ipc: None,
             pid: PidNs::Keep,
             mount_proc: true,
             user: None,
@@ -292,9 +313,13 @@ impl JoinConfig {
             non_root: false,
             wait: false,
             caps: None,
-            ro_sys: false,
+            root: None,
+            mnt: None,
+            cwd: None,
             argv: Vec::new(),
         };
+        let (mut rootfs, mut binds, mut ro_root, mut ro_sys, mut mqueue) =
+            (None, Vec::new(), false, false, false);
         let mut it = args.into_iter();
         while let Some(arg) = it.next() {
             let s = arg.to_str().unwrap_or("");
@@ -305,10 +330,28 @@ impl JoinConfig {
             };
             match s {
                 "--uts" => cfg.uts = Some(value("--uts")?),
+                "--ipc" => cfg.ipc = Some(value("--ipc")?),
                 "--pid" => cfg.pid = PidNs::Join(value("--pid")?),
                 "--new-pid" => cfg.pid = PidNs::New,
                 "--no-proc" => cfg.mount_proc = false,
-                "--ro-sys" => cfg.ro_sys = true,
+                "--rootfs" => rootfs = Some(value("--rootfs")?),
+                "--bind" | "--bind-ro" => {
+                    let src = value(s)?;
+                    let dst = value(s)?;
+                    if !src.starts_with('/') || !dst.starts_with('/') {
+                        return Err(format!("{s} {src:?} {dst:?}: expected absolute paths"));
+                    }
+                    binds.push(Bind {
+                        src,
+                        dst,
+                        read_only: s == "--bind-ro",
+                    });
+                }
+                "--ro-root" => ro_root = true,
+                "--ro-sys" => ro_sys = true,
+                "--mqueue" => mqueue = true,
+                "--mnt" => cfg.mnt = Some(value("--mnt")?),
+                "--cwd" => cfg.cwd = Some(value("--cwd")?),
                 "--wait" => cfg.wait = true,
                 "--user" => {
                     let v = value("--user")?;
@@ -357,6 +400,31 @@ impl JoinConfig {
         if cfg.argv.is_empty() {
             return Err("no command given".into());
         }
+        match rootfs {
+            Some(dir) => {
+                if cfg.mnt.is_some() {
+                    return Err("--rootfs and --mnt exclude each other".into());
+                }
+                cfg.root = Some(RootConfig {
+                    dir: dir.into(),
+                    binds,
+                    read_only_root: ro_root,
+                    read_only_sys: ro_sys,
+                    mqueue,
+                    host_proc: cfg.pid == PidNs::Keep,
+                });
+            }
+            None if !binds.is_empty() || ro_root || ro_sys || mqueue => {
+                return Err(
+                    "--bind, --bind-ro, --ro-root, --ro-sys and --mqueue need --rootfs".into(),
+                )
+            }
+            None => {}
+        }
+        if cfg.mnt.is_some() {
+            // The container's /proc is there already.
+            cfg.mount_proc = false;
+        }
         Ok(cfg)
     }
 }
@@ -369,6 +437,7 @@ fn fail(what: &str, e: impl std::fmt::Display) -> i32 {
 
 /// Enter the namespaces and exec; returns only on error (the exit code).
 pub fn run(cfg: &JoinConfig) -> i32 {
+    // Everything named by a host path is opened before the root changes.
     let uts = match cfg.uts.as_deref().map(std::fs::File::open).transpose() {
         Ok(f) => f,
         Err(e) => return fail("open uts namespace", e),
@@ -380,6 +449,46 @@ pub fn run(cfg: &JoinConfig) -> i32 {
         },
         _ => None,
     };
+    let mnt = match cfg.mnt.as_deref().map(std::fs::File::open).transpose() {
+        Ok(f) => f,
+        Err(e) => return fail("open the container's mount namespace", e),
+    };
+    let ipc = match cfg.ipc.as_deref().map(std::fs::File::open).transpose() {
+        Ok(f) => f,
+        Err(e) => return fail("open ipc namespace", e),
+    };
+    // IPC first: the root's /dev/mqueue is the IPC namespace's.
+    if let Some(f) = &ipc {
+        if let Err(e) = setns(f.as_fd(), CloneFlags::CLONE_NEWIPC) {
+            return fail("setns ipc", e);
+        }
+    }
+    // Handed to systemd (Type=notify), see the module doc. The socket is
+    // connected now: its path is not reachable from the container's root.
+    let notify = match std::env::var_os("NOTIFY_SOCKET") {
+        Some(path) if !cfg.wait && cfg.pid != PidNs::Keep => {
+            // Not the container's: it must not talk to systemd about the
+            // unit, and Kubernetes containers do not see it.
+            std::env::remove_var("NOTIFY_SOCKET");
+            match connect_notify(&path) {
+                Ok(s) => Some(s),
+                Err(e) => return fail("connect to $NOTIFY_SOCKET", e),
+            }
+        }
+        _ => None,
+    };
+    if let Some(root) = &cfg.root {
+        if let Err(e) = container_root::setup(root) {
+            return fail("container root", e);
+        }
+        if root.host_proc {
+            for p in READONLY_PROC {
+                if let Err(e) = bind_readonly(p) {
+                    return fail(&format!("read-only {p}"), e);
+                }
+            }
+        }
+    }
     if let Some(f) = &uts {
         if let Err(e) = setns(f.as_fd(), CloneFlags::CLONE_NEWUTS) {
             return fail("setns uts", e);
@@ -398,7 +507,19 @@ pub fn run(cfg: &JoinConfig) -> i32 {
         }
         _ => {}
     }
-    drop((uts, pid));
+    if let Some(f) = &mnt {
+        // Root and working directory become the namespace's root: the
+        // container's, which its runtime pivoted into.
+        if let Err(e) = setns(f.as_fd(), CloneFlags::CLONE_NEWNS) {
+            return fail("setns mnt", e);
+        }
+    }
+    if let Some(cwd) = &cfg.cwd {
+        if let Err(e) = container_root::enter_working_dir(cwd) {
+            return fail("working directory", e);
+        }
+    }
+    drop((uts, pid, mnt, ipc));
     if cfg.pid != PidNs::Keep {
         // SAFETY: raw clone without CLONE_VM behaves like fork(); this
         // process is single-threaded, and the child only mounts, changes
@@ -417,16 +538,6 @@ pub fn run(cfg: &JoinConfig) -> i32 {
         // the joiner closes its write end: after systemd confirmed
         // MAINPID= (Type=notify), or, without a notify socket, once the
         // child is stopped for `podc-pause release` (Type=forking).
-        let notify = if cfg.wait {
-            None
-        } else {
-            std::env::var_os("NOTIFY_SOCKET")
-        };
-        if notify.is_some() {
-            // Not the container's: it must not talk to systemd about the
-            // unit, and Kubernetes containers do not see it.
-            std::env::remove_var("NOTIFY_SOCKET");
-        }
         let mut gate = [-1i32; 2];
         // SAFETY: pipe2 fills the array we own.
         if !cfg.wait && unsafe { libc::pipe2(gate.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -495,11 +606,6 @@ pub fn run(cfg: &JoinConfig) -> i32 {
             }
         }
     }
-    if cfg.ro_sys {
-        if let Err(e) = readonly_sys() {
-            return fail("read-only /sys", e);
-        }
-    }
     if let Some(keep) = &cfg.caps {
         if let Err(e) = limit_bounding_set(keep) {
             return fail("capability bounding set", e);
@@ -550,69 +656,6 @@ fn wait_exit_code(child: libc::pid_t) -> i32 {
             Err(e) => return fail("wait", e),
         }
     }
-}
-
-/// Remount `/sys` and every mount below it (cgroups, debugfs, ...)
-/// read-only, keeping their other per-mount flags: what systemd's
-/// `ProtectKernelTunables=` and `ProtectControlGroups=` do to `/sys`, in a
-/// few syscalls. systemd's way costs more per unit (it rereads the mount
-/// table for each entry, and that table grows with every pod); measured
-/// with `bench/apply.sh`, it nearly doubled the start of 50 pods.
-fn readonly_sys() -> std::io::Result<()> {
-    let table = std::fs::read_to_string("/proc/self/mountinfo")?;
-    for line in table.lines() {
-        // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS ...
-        let f: Vec<&str> = line.split(' ').collect();
-        let (Some(point), Some(opts)) = (f.get(4), f.get(5)) else {
-            continue;
-        };
-        let point = unescape_mountinfo(point);
-        if point != "/sys" && !point.starts_with("/sys/") {
-            continue;
-        }
-        let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-        for o in opts.split(',') {
-            flags |= match o {
-                "nosuid" => MsFlags::MS_NOSUID,
-                "nodev" => MsFlags::MS_NODEV,
-                "noexec" => MsFlags::MS_NOEXEC,
-                "noatime" => MsFlags::MS_NOATIME,
-                "nodiratime" => MsFlags::MS_NODIRATIME,
-                "relatime" => MsFlags::MS_RELATIME,
-                _ => MsFlags::empty(),
-            };
-        }
-        let none = None::<&str>;
-        match mount(none, point.as_str(), none, flags, none) {
-            // Gone since the table was read.
-            Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
-            Err(e) => return Err(std::io::Error::other(format!("{point}: {e}"))),
-        }
-    }
-    Ok(())
-}
-
-/// A mount point as `/proc/self/mountinfo` writes it: space, tab, newline
-/// and backslash as `\ooo` octal escapes.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b
-            .get(i + 1..i + 4)
-            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)))
-            .map(|d| d.iter().fold(0u32, |n, c| n * 8 + u32::from(c - b'0')))
-            .and_then(|n| u8::try_from(n).ok());
-        if let Some(c) = octal {
-            out.push(c);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Bind `path` onto itself read-only (skipped when it does not exist).
@@ -672,18 +715,10 @@ mod tests {
     }
 
     #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape_mountinfo("/sys/a\\040b"), "/sys/a b");
-        assert_eq!(unescape_mountinfo("/x\\134y"), "/x\\y");
-        assert_eq!(unescape_mountinfo("/x\\777\\01"), "/x\\777\\01");
-        assert_eq!(unescape_mountinfo("/sys"), "/sys");
-    }
-
-    #[test]
     fn parses_join_arguments() {
         let c = parse(&[
             "--uts",
-            "/.podc/pod/ns/uts",
+            "/run/podc/pods/p/ns/uts",
             "--pid",
             "/x",
             "--user",
@@ -694,7 +729,7 @@ mod tests {
             "--uts",
         ])
         .unwrap();
-        assert_eq!(c.uts.as_deref(), Some("/.podc/pod/ns/uts"));
+        assert_eq!(c.uts.as_deref(), Some("/run/podc/pods/p/ns/uts"));
         assert_eq!(c.pid, PidNs::Join("/x".into()));
         assert_eq!(c.user, Some((1000, 100)));
         assert_eq!(c.argv, vec!["sh", "-c", "--uts"]);
@@ -707,5 +742,70 @@ mod tests {
         assert!(parse(&["--uts", "/x"]).is_err());
         assert!(parse(&["--user", "bob", "--", "true"]).is_err());
         assert!(parse(&["--what", "--", "true"]).is_err());
+        // root options need a root; a root and an entered namespace exclude each other
+        assert!(parse(&["--ro-root", "--", "true"]).is_err());
+        assert!(parse(&["--bind", "/a", "/b", "--", "true"]).is_err());
+        assert!(parse(&["--rootfs", "/c", "--mnt", "/m", "--", "true"]).is_err());
+        assert!(parse(&["--rootfs", "/c", "--bind", "a", "/b", "--", "true"]).is_err());
+        assert!(parse(&["--rootfs", "/c", "--bind", "/a", "--", "true"]).is_err());
+    }
+
+    #[test]
+    fn parses_root_arguments() {
+        let c = parse(&[
+            "--rootfs",
+            "/s/c",
+            "--bind-ro",
+            "/run/p/hosts",
+            "/etc/hosts",
+            "--bind",
+            "/v",
+            "/data",
+            "--ro-root",
+            "--ro-sys",
+            "--mqueue",
+            "--cwd",
+            "/w",
+            "--new-pid",
+            "--",
+            "sleep",
+            "1",
+        ])
+        .unwrap();
+        let r = c.root.unwrap();
+        assert_eq!(r.dir, std::path::Path::new("/s/c"));
+        assert_eq!(
+            r.binds,
+            vec![
+                Bind {
+                    src: "/run/p/hosts".into(),
+                    dst: "/etc/hosts".into(),
+                    read_only: true
+                },
+                Bind {
+                    src: "/v".into(),
+                    dst: "/data".into(),
+                    read_only: false
+                },
+            ]
+        );
+        assert!(r.read_only_root && r.read_only_sys && r.mqueue && !r.host_proc);
+        assert_eq!(c.cwd.as_deref(), Some("/w"));
+        // the host PID namespace: the root gets the host's /proc now
+        let c = parse(&["--rootfs", "/s/c", "--", "true"]).unwrap();
+        assert!(c.root.unwrap().host_proc);
+        // a hook enters the container's mount namespace and keeps its /proc
+        let c = parse(&[
+            "--mnt",
+            "/proc/7/ns/mnt",
+            "--pid",
+            "/proc/7/ns/pid",
+            "--wait",
+            "--",
+            "true",
+        ])
+        .unwrap();
+        assert!(c.root.is_none() && !c.mount_proc);
+        assert_eq!(c.mnt.as_deref(), Some("/proc/7/ns/mnt"));
     }
 }

@@ -773,7 +773,7 @@ mod tests {
         assert!(matches!(&c.state, State::Terminated { reason, .. } if reason == "OOMKilled"));
         // cgroup v1: systemd says `signal`; podc's ExecStopPost check says OOM.
         let check = |status: i32| crate::systemd::ExecRun {
-            argv: vec!["/.podc/podc-pause".into(), "oom-check".into()],
+            argv: vec!["/usr/lib/podc/podc-pause".into(), "oom-check".into()],
             code: 1,
             status,
         };

@@ -109,10 +109,6 @@ impl Images for NoImages {
     }
 }
 
-/// Where the joiner and the pod's runtime directory appear inside a
-/// container's root.
-pub const JOINER_ROOT: &str = "/.podc";
-
 /// A pod's IP (`status.podIP`) when it has its own network namespace:
 /// podc gives pods no network beyond loopback, so the address every
 /// container of the pod can be reached at is 127.0.0.1. `podc get` reports
@@ -285,34 +281,15 @@ struct ContainerCtx {
     start_limit_off: bool,
     remain_after_exit: bool,
     grace: i64,
-    root_directory: String,
     netns: Option<String>,
-    ipcns: Option<String>,
-    protect_hostname: Option<String>,
-    /// systemd ≥ 257: the container gets its own PID namespace natively.
-    private_pids: bool,
-    binds: Vec<(String, String)>,
-    binds_ro: Vec<(String, String)>,
-    read_only_root: bool,
     /// Not privileged: no host devices.
     confined: bool,
-    /// Not privileged, and the joiner does not make /sys read-only itself.
-    protect_control_groups: bool,
-    /// Not privileged: read-only /sys and /proc/sys. Left out where systemd
-    /// would imply NoNewPrivileges= from it (a non-root `User=` without
-    /// the joiner), which Kubernetes does not set by default.
-    protect_kernel_tunables: bool,
     /// Why this container cannot be created (Kubernetes'
     /// CreateContainerConfigError), for observe.
     config_error: Option<String>,
     env: Vec<(String, String)>,
     env_file: Option<String>,
-    working_dir: Option<String>,
-    user: Option<String>,
-    group: Option<String>,
-    supplementary_groups: Vec<u32>,
     no_new_privileges: bool,
-    capabilities: Option<Vec<String>>,
     memory_max: Option<u64>,
     memory_min: Option<u64>,
     cpu_quota: Option<String>,
@@ -322,13 +299,11 @@ struct ContainerCtx {
     /// start); systemd 252 does not detect OOM kills on cgroup v1.
     oom_check: Option<Vec<String>>,
     exec_start: Vec<String>,
-    /// Arguments of the infra unit's `podc rootfs mount`/`umount` that
-    /// mount this container's root filesystem (overlay over the image);
-    /// not rendered here.
+    /// Arguments of the infra unit's `podc rootfs prepare` that lays out
+    /// this container's root file system (the joiner mounts it); not
+    /// rendered here.
     #[serde(skip)]
-    rootfs_mount: Vec<String>,
-    #[serde(skip)]
-    rootfs_umount: Vec<String>,
+    rootfs_prepare: Vec<String>,
     /// subPaths the volume setup must pin for this container.
     #[serde(skip)]
     sub_paths: Vec<SubPathPin>,
@@ -689,7 +664,6 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
     let mut last_init: Option<String> = None;
     let mut started_after = pc.infra.clone();
     let mut rootfs_setup = Vec::new();
-    let mut rootfs_teardown = Vec::new();
     let mut pins: Vec<SubPathPin> = Vec::new();
     let ordered = spec
         .init_containers
@@ -765,8 +739,7 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
             }
             prev_app = Some(unit.clone());
         }
-        rootfs_setup.extend(ctx.rootfs_mount.iter().cloned());
-        rootfs_teardown.extend(ctx.rootfs_umount.iter().cloned());
+        rootfs_setup.extend(ctx.rootfs_prepare.iter().cloned());
         pins.extend(ctx.sub_paths.iter().cloned());
         units.push(UnitPlan {
             name: unit.clone(),
@@ -816,8 +789,7 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
         ];
         vec![[cmd.to_vec(), args].concat()]
     };
-    let rootfs_setup = rootfs("mount", rootfs_setup);
-    let rootfs_teardown = rootfs("umount", rootfs_teardown);
+    let rootfs_setup = rootfs("prepare", rootfs_setup);
     units.insert(
         infra_at,
         UnitPlan {
@@ -827,7 +799,7 @@ fn plan_pod(vp: &ValidPod, v: &Validated, t: &Target, images: &dyn Images) -> Po
                 pod: pc.clone(),
                 argv,
                 setup: [setup, rootfs_setup].concat(),
-                teardown: [rootfs_teardown, teardown].concat(),
+                teardown,
                 grace,
             }),
         },
@@ -1075,9 +1047,9 @@ fn container_ctx(
 
     // Namespaces, the user, and how the process is launched. systemd 252
     // can join the pod's network and IPC namespaces by directive, but not
-    // its UTS (hostname) or PID namespace: the joiner (`podc-pause join`,
-    // bound into the root at /.podc) does that, drops to the container
-    // user and its capability set, and execs the command.
+    // its UTS (hostname) or PID namespace: the joiner (`podc-pause join`)
+    // does that, sets up the container's root, drops to the container user
+    // and its capability set, and execs the command.
     let sc = effective_security(spec.security_context.as_ref(), c.security_context.as_ref());
     // The image's user with names resolved in the image (as runc does);
     // what cannot be resolved stays a name and is reported below.
@@ -1199,48 +1171,114 @@ fn container_ctx(
     } else {
         Pid::New
     };
-    // systemd resolves a bare command name against the *host's* PATH when
-    // it loads the unit; Kubernetes resolves it inside the container with
-    // the container's PATH. The joiner execs with the container's PATH.
-    let relative = |argv: &[String]| argv.first().is_some_and(|a| !a.starts_with('/'));
-    let hook_relative = c.lifecycle.iter().any(|l| {
-        [&l.post_start, &l.pre_stop]
-            .into_iter()
-            .flatten()
-            .any(|h| h.exec.as_ref().is_some_and(|e| relative(&e.command)))
-    });
-    let native_uts = t.systemd_version >= 258;
-    let native_pid = t.systemd_version >= 257;
-    let use_joiner = (!spec.host_network && !native_uts)
-        || pid == Pid::Join
-        || (pid == Pid::New && !native_pid)
-        || relative(&argv)
-        || hook_relative
-        || (non_root && uid.is_none())
-        || refuse;
-    let protect_hostname = (!use_joiner && !spec.host_network).then(|| {
-        spec.hostname
-            .clone()
-            .unwrap_or_else(|| pod.metadata.name.clone())
-    });
-    let private_pids = !use_joiner && pid == Pid::New;
+    // Everything runs through the joiner (`podc-pause join`, see
+    // `crate::join`): systemd 252 cannot give a container the pod's
+    // hostname or a PID namespace, and its RootDirectory=/Bind*Paths=
+    // sandboxing rereads the host's whole mount table some twenty times
+    // per unit start (`crate::container_root`). systemd still resolves
+    // nothing inside the container: the joiner execs with the container's
+    // PATH, as Kubernetes resolves a bare command name.
+    let helper = format!("{}/podc-pause", t.libexec_dir);
+    let container_dir = format!("{}/containers/{}", pc.state_dir, c.name);
+    let working_dir = c
+        .working_dir
+        .clone()
+        .or(img.working_dir.clone())
+        .filter(|w| !w.is_empty());
 
-    // Joiner options shared by the main command and exec hooks.
-    // A confined container's /sys is read-only. Where the joiner mounts the
-    // container's /proc (its own PID namespace) it also does /proc/sys and
-    // /sys, far cheaper than systemd's ProtectKernelTunables=/
-    // ProtectControlGroups=, which the unit then leaves out.
-    let joiner_ro_sys = use_joiner && pid != Pid::Host && !privileged;
+    // The container's mounts, made by the joiner in the container's own
+    // mount namespace: the pod's files, /dev/shm, volumes.
+    let mut binds: Vec<(String, String, bool)> = Vec::new();
+    if !spec.host_network {
+        binds.push((
+            format!("{}/hosts", pc.run_dir),
+            "/etc/hosts".to_string(),
+            true,
+        ));
+    }
+    binds.push((
+        format!("{}/hostname", pc.run_dir),
+        "/etc/hostname".to_string(),
+        true,
+    ));
+    binds.push((
+        format!("{}/resolv.conf", pc.run_dir),
+        "/etc/resolv.conf".to_string(),
+        true,
+    ));
+    // /dev/shm: the pod's own 64 MiB tmpfs, which the infra mounts (as
+    // containerd and CRI-O give every sandbox one); the host's with
+    // hostIPC. A volume mounted at /dev/shm (the usual emptyDir with
+    // `medium: Memory`) takes its place.
+    let shm_volume = c
+        .volume_mounts
+        .iter()
+        .any(|m| m.mount_path.trim_end_matches('/') == "/dev/shm");
+    if !spec.host_ipc && !shm_volume {
+        binds.push((format!("{}/shm", pc.run_dir), "/dev/shm".to_string(), false));
+    }
+    let mut sub_paths = Vec::new();
+    for (j, m) in c.volume_mounts.iter().enumerate() {
+        let Some(vol) = spec.volumes.iter().find(|v| v.name == m.name) else {
+            continue;
+        };
+        let mut src = volume_host_path(vol, pc);
+        if let Some(sp) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            // Never `volume/subPath`: the bind would follow a symlink a
+            // container planted there. The volume setup resolves it without
+            // following symlinks and pins it; the container binds the pin.
+            src = format!("{}/.subpath/{}-{j}", pc.volumes_run_dir, c.name);
+            sub_paths.push(SubPathPin {
+                volume: vol.name.clone(),
+                path: sp.to_string(),
+                pin: src.clone(),
+            });
+        }
+        let ro = m.read_only || vol.config_map.is_some() || vol.secret.is_some();
+        binds.push((src, m.mount_path.clone(), ro));
+    }
+
+    // Joiner options shared by the main command and exec hooks. A confined
+    // container's /sys is read-only.
+    let read_only_root = sc.read_only_root_filesystem.unwrap_or(false);
     let joiner = |hook: bool| -> Vec<String> {
-        let mut j: Vec<String> = vec![format!("{JOINER_ROOT}/podc-pause"), "join".into()];
+        let mut j: Vec<String> = vec![helper.clone(), "join".into()];
+        if hook {
+            // An exec hook runs in the running container's mount namespace.
+            j.extend(["--mnt".into(), "/proc/\0MAINPID\0/ns/mnt".into()]);
+        } else {
+            j.extend(["--rootfs".into(), container_dir.clone()]);
+            for (src, dst, ro) in &binds {
+                j.extend([
+                    if *ro { "--bind-ro" } else { "--bind" }.to_string(),
+                    src.clone(),
+                    dst.clone(),
+                ]);
+            }
+            if read_only_root {
+                j.push("--ro-root".into());
+            }
+            if !privileged {
+                j.push("--ro-sys".into());
+            }
+            if !spec.host_ipc {
+                j.push("--mqueue".into());
+            }
+        }
+        if let Some(w) = &working_dir {
+            j.extend(["--cwd".into(), w.clone()]);
+        }
         if !spec.host_network {
-            j.extend(["--uts".into(), format!("{JOINER_ROOT}/pod/ns/uts")]);
+            j.extend(["--uts".into(), format!("{}/ns/uts", pc.run_dir)]);
+        }
+        if !spec.host_ipc {
+            j.extend(["--ipc".into(), format!("{}/ns/ipc", pc.run_dir)]);
         }
         match (&pid, hook) {
             (Pid::Host, _) => {}
             // A hook joins the container's own PID namespace.
             (_, true) => j.extend(["--pid".into(), "/proc/\0MAINPID\0/ns/pid".into()]),
-            (Pid::Join, false) => j.extend(["--pid".into(), format!("{JOINER_ROOT}/pod/ns/pid")]),
+            (Pid::Join, false) => j.extend(["--pid".into(), format!("{}/ns/pid", pc.run_dir)]),
             (Pid::New, false) => j.push("--new-pid".into()),
         }
         // Hooks and init containers are waited for; app containers are
@@ -1268,9 +1306,6 @@ fn container_ctx(
                     .join(","),
             ]);
         }
-        if joiner_ro_sys {
-            j.push("--ro-sys".into());
-        }
         if let Some(caps) = &capabilities {
             j.extend(["--caps".into(), caps.join(",")]);
         }
@@ -1280,18 +1315,8 @@ fn container_ctx(
         j.push("--".into());
         j
     };
-    let exec_start = if use_joiner && !argv.is_empty() {
-        [joiner(false), argv.clone()].concat()
-    } else {
-        argv.clone()
-    };
-    let wrap = |cmd: Vec<String>| {
-        if use_joiner {
-            [joiner(true), cmd].concat()
-        } else {
-            cmd
-        }
-    };
+    let exec_start = [joiner(false), argv.clone()].concat();
+    let wrap = |cmd: Vec<String>| [joiner(true), cmd].concat();
 
     // Hooks.
     let hook = |h: &Handler| -> HookCmd {
@@ -1305,11 +1330,10 @@ fn container_ctx(
                     .map_or_else(|| name.clone(), |cp| cp.container_port.to_string()),
             }
         };
-        // httpGet/tcpSocket/sleep run podc's static helper inside the
-        // container's root (bound at /.podc): on systemd 252 a `+` command
-        // is still chrooted by RootDirectory=, so a host binary cannot run.
-        // The unit is already in the pod's network namespace.
-        let mut helper = vec![format!("{JOINER_ROOT}/podc-pause"), "hook".into()];
+        // httpGet/tcpSocket/sleep run podc's static helper from the host,
+        // as the kubelet probes from the host; the unit puts it in the
+        // pod's network namespace.
+        let mut helper = vec![helper.clone(), "hook".into()];
         if let Some(e) = &h.exec {
             return HookCmd {
                 argv: wrap(
@@ -1360,86 +1384,17 @@ fn container_ctx(
         .and_then(|l| l.pre_stop.as_ref())
         .map(&hook);
 
-    // Volumes.
-    let mut binds = Vec::new();
-    let mut binds_ro = Vec::new();
-    if !spec.host_network {
-        binds_ro.push((format!("{}/hosts", pc.run_dir), "/etc/hosts".to_string()));
-    }
-    binds_ro.push((
-        format!("{}/hostname", pc.run_dir),
-        "/etc/hostname".to_string(),
-    ));
-    binds_ro.push((
-        format!("{}/resolv.conf", pc.run_dir),
-        "/etc/resolv.conf".to_string(),
-    ));
-    // /dev/shm: the pod's own 64 MiB tmpfs, which the infra mounts (as
-    // containerd and CRI-O give every sandbox one); the host's with
-    // hostIPC. A volume mounted at /dev/shm (the usual emptyDir with
-    // `medium: Memory`) takes its place.
-    let shm_volume = c
-        .volume_mounts
-        .iter()
-        .any(|m| m.mount_path.trim_end_matches('/') == "/dev/shm");
-    if !spec.host_ipc && !shm_volume {
-        binds.push((format!("{}/shm", pc.run_dir), "/dev/shm".to_string()));
-    }
-    let helper_hook = c.lifecycle.iter().any(|l| {
-        [&l.post_start, &l.pre_stop]
-            .into_iter()
-            .flatten()
-            .any(|h| h.exec.is_none())
-    });
-    // Resources. A container with a memory limit gets the OOM check, run
-    // by the static helper inside its root (ExecStopPost= is chrooted too).
+    // Resources. A container with a memory limit gets the OOM check.
     let amt = amounts(c);
     let oom_check = amt
         .mem_limit
-        .map(|_| vec![format!("{JOINER_ROOT}/podc-pause"), "oom-check".to_string()]);
-    if use_joiner || helper_hook || oom_check.is_some() {
-        binds_ro.push((
-            format!("{}/podc-pause", t.libexec_dir),
-            format!("{JOINER_ROOT}/podc-pause"),
-        ));
-    }
-    if use_joiner {
-        binds_ro.push((pc.run_dir.clone(), format!("{JOINER_ROOT}/pod")));
-    }
-    let mut sub_paths = Vec::new();
-    for (j, m) in c.volume_mounts.iter().enumerate() {
-        let Some(vol) = spec.volumes.iter().find(|v| v.name == m.name) else {
-            continue;
-        };
-        let mut src = volume_host_path(vol, pc);
-        if let Some(sp) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
-            // Never `volume/subPath`: systemd would follow a symlink a
-            // container planted there. The volume setup resolves it without
-            // following symlinks and pins it; the container binds the pin.
-            src = format!("{}/.subpath/{}-{j}", pc.volumes_run_dir, c.name);
-            sub_paths.push(SubPathPin {
-                volume: vol.name.clone(),
-                path: sp.to_string(),
-                pin: src.clone(),
-            });
-        }
-        let ro = m.read_only || vol.config_map.is_some() || vol.secret.is_some();
-        if ro {
-            binds_ro.push((src, m.mount_path.clone()));
-        } else {
-            binds.push((src, m.mount_path.clone()));
-        }
-    }
+        .map(|_| vec![helper.clone(), "oom-check".to_string()]);
 
     // Restart policy.
     // With its own or the pod's PID namespace, the joiner hands the command
     // to systemd as a child of PID 1, names it with MAINPID= and exits:
     // Type=notify.
-    let long_running = if use_joiner && pid != Pid::Host {
-        "notify"
-    } else {
-        "exec"
-    };
+    let long_running = if pid != Pid::Host { "notify" } else { "exec" };
     let (service_type, restart_str, remain) = match role {
         "init" => (
             "oneshot",
@@ -1474,27 +1429,15 @@ fn container_ctx(
         ));
     }
 
-    let working_dir = c
-        .working_dir
-        .clone()
-        .or(img.working_dir.clone())
-        .filter(|w| !w.is_empty());
-    let container_dir = format!("{}/containers/{}", pc.state_dir, c.name);
-    // This container's part of the infra unit's one `podc rootfs mount`
-    // and `umount` (one exec of podc for every container of the pod). A
-    // known image is mounted by its digest (`NAME:TAG@DIGEST`), so a tag
-    // moved since the build does not change what the container runs.
+    // This container's part of the infra unit's one `podc rootfs prepare`
+    // (one exec of podc for every container of the pod). A known image is
+    // used by its digest (`NAME:TAG@DIGEST`), so a tag moved since the
+    // build does not change what the container runs.
     let image_ref = match &img.digest {
         Some(d) if !c.image.contains('@') => format!("{}@{d}", c.image),
         _ => c.image.clone(),
     };
-    let rootfs_mount = vec![
-        "--dir".into(),
-        container_dir.clone(),
-        "--image".into(),
-        image_ref,
-    ];
-    let rootfs_umount = vec!["--dir".into(), container_dir.clone()];
+    let rootfs_prepare = vec!["--dir".into(), container_dir, "--image".into(), image_ref];
     ContainerCtx {
         pod: pc.clone(),
         container: c.name.clone(),
@@ -1512,48 +1455,19 @@ fn container_ctx(
         start_limit_off: restart_str != "no",
         remain_after_exit: remain,
         grace,
-        root_directory: format!("{container_dir}/rootfs"),
         netns: (!spec.host_network).then(|| format!("{}/ns/net", pc.run_dir)),
-        ipcns: (!spec.host_ipc).then(|| format!("{}/ns/ipc", pc.run_dir)),
-        protect_hostname,
-        binds,
-        binds_ro,
-        read_only_root: sc.read_only_root_filesystem.unwrap_or(false),
         confined: !privileged,
-        protect_control_groups: !privileged && !joiner_ro_sys,
-        protect_kernel_tunables: !privileged
-            && !joiner_ro_sys
-            && (use_joiner
-                || uid.as_deref().is_none_or(|u| u == "0")
-                || sc.allow_privilege_escalation == Some(false)),
         config_error,
         env,
         env_file,
-        working_dir,
-        user: if use_joiner { None } else { uid.clone() },
-        group: if use_joiner { None } else { gid.clone() },
-        supplementary_groups: if use_joiner {
-            Vec::new()
-        } else {
-            sc.supplemental_groups.clone()
-        },
         no_new_privileges: sc.allow_privilege_escalation == Some(false),
-        capabilities: if use_joiner {
-            None
-        } else {
-            capabilities
-                .as_ref()
-                .map(|c| c.iter().map(|c| format!("CAP_{c}")).collect())
-        },
-        private_pids,
         memory_max: amt.mem_limit,
         memory_min: amt.mem_request.filter(|_| t.cgroup == Cgroup::V2),
         cpu_quota: amt.cpu_limit.map(cpu_quota),
         cpu_weight: amt.cpu_request.map(|m| cpu_weight_for(t.cgroup, m)),
         oom_check,
         exec_start,
-        rootfs_mount,
-        rootfs_umount,
+        rootfs_prepare,
         sub_paths,
         post_start,
         pre_stop,
@@ -1985,13 +1899,17 @@ mod tests {
                 "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n{spec}  volumes: [{{name: m, emptyDir: {{medium: Memory}}}}]\n  containers:\n  - name: c\n    image: busybox:1.36\n    command: [sleep, '1']\n{mounts}"
             )
         };
+        // the joiner's `--bind SRC DST` arguments with DST /dev/shm
         let shm_binds = |ctx: &serde_json::Value| -> Vec<String> {
-            ctx["binds"]
+            let argv: Vec<&str> = ctx["exec_start"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .filter(|b| b[1].as_str().unwrap().trim_end_matches('/') == "/dev/shm")
-                .map(|b| b[0].as_str().unwrap().to_string())
+                .map(|a| a.as_str().unwrap())
+                .collect();
+            argv.windows(3)
+                .filter(|w| w[0] == "--bind" && w[2].trim_end_matches('/') == "/dev/shm")
+                .map(|w| w[1].to_string())
                 .collect()
         };
         let (ctx, _) = first_container(&pod("", ""));

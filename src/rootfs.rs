@@ -1,6 +1,12 @@
-//! `podc rootfs mount|umount`, called by container units
-//! (`ExecStartPre=+`, `ExecStopPost=+`) with the container's directory
+//! `podc rootfs prepare|mount|umount` with a container's directory
 //! `<root>/pods/<id>/containers/<name>`.
+//!
+//! `prepare` is what pods use (the infra unit's `ExecStartPre=`, once for
+//! all containers of the pod): it lays out a fresh writable layer and links
+//! to the image's layers, which the joiner mounts inside the container's
+//! own mount namespace ([`crate::container_root`]), so no container root
+//! is ever mounted on the host. `mount` and `umount` mount on the host, for
+//! units of older podc versions and for inspection by hand.
 //!
 //! `mount` gives the container a fresh writable layer over its image's
 //! layers (overlayfs, [`crate::image::ContainerRootfs`]) at `rootfs/`: a
@@ -57,19 +63,49 @@ pub fn mount_all(containers: &[(PathBuf, String)], fallback_root: &Path) -> Resu
     Ok(())
 }
 
+/// [`prepare`](self) for a pod's containers, opening the store once.
+pub fn prepare_all(containers: &[(PathBuf, String)], fallback_root: &Path) -> Result<(), String> {
+    let mut store: Option<Store> = None;
+    for (dir, image) in containers {
+        if let Some(r) = container_rootfs(dir, image, fallback_root, &mut store)? {
+            r.prepare().map_err(|e| format!("{e:#}"))?;
+            r.mount_options().map_err(|e| format!("{e:#}"))?;
+        }
+    }
+    Ok(())
+}
+
 fn mount_one(
     dir: &Path,
     image: &str,
     fallback_root: &Path,
     store: &mut Option<Store>,
 ) -> Result<(), String> {
+    match container_rootfs(dir, image, fallback_root, store)? {
+        Some(r) => {
+            r.prepare().map_err(|e| format!("{e:#}"))?;
+            r.mount().map_err(|e| format!("{e:#}"))
+        }
+        None => Ok(()),
+    }
+}
+
+/// The rootfs of the container in `dir` from `image` in the store, or
+/// `None` for a `rootfs/` provisioned by hand (a populated directory with
+/// no writable layer beside it), which is used as it is.
+fn container_rootfs(
+    dir: &Path,
+    image: &str,
+    fallback_root: &Path,
+    store: &mut Option<Store>,
+) -> Result<Option<ContainerRootfs>, String> {
     let target = dir.join("rootfs");
     let provisioned = !dir.join("upper").exists()
         && std::fs::read_dir(&target)
             .map(|mut d| d.next().is_some())
             .unwrap_or(false);
     if provisioned {
-        return Ok(());
+        return Ok(None);
     }
     let root = state_root(dir).unwrap_or_else(|| fallback_root.to_path_buf());
     if store.as_ref().is_none_or(|s| s.state_root() != root) {
@@ -86,9 +122,7 @@ fn mount_one(
         .ok_or_else(|| {
             format!("ErrImageNeverPull: image {image} is not in the local store (podc image pull {image}, or podc image import)")
         })?;
-    let r = ContainerRootfs::new(&img, dir);
-    r.prepare().map_err(|e| format!("{e:#}"))?;
-    r.mount().map_err(|e| format!("{e:#}"))
+    Ok(Some(ContainerRootfs::new(&img, dir)))
 }
 
 pub fn umount(dir: &Path) -> Result<(), String> {

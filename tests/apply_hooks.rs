@@ -1,8 +1,7 @@
 //! httpGet / tcpSocket / sleep lifecycle hooks on a real systemd 252, run
-//! by the static helper (`/.podc/podc-pause hook ...`) inside the
-//! container's root and network namespace, as the units render them
-//! (a `+podc hook` on the host cannot work there: on 252 `RootDirectory=`
-//! applies to `+` commands too).
+//! by the static helper (`/usr/lib/podc/podc-pause hook ...`) from the host
+//! in the pod's network namespace, as the kubelet runs them, and exec
+//! hooks inside the running container (its mount, UTS and PID namespaces).
 mod support;
 
 use support::podc::Podc;
@@ -24,7 +23,7 @@ fn http_get_and_tcp_socket_hooks_run_in_the_pod_network() -> Result {
     assert!(out.contains("Running 2/2 ready"), "{out}");
     let unit = p.sd.sh_ok("systemctl cat podc_default_hk_worker.service");
     assert!(
-        unit.contains("ExecStartPost=\"/.podc/podc-pause\" \"hook\" \"tcp-socket\""),
+        unit.contains("/podc-pause\" \"hook\" \"tcp-socket\""),
         "{unit}"
     );
     let t0 = std::time::Instant::now();

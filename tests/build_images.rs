@@ -50,14 +50,14 @@ fn build_resolves_the_image_config_from_the_store() {
     );
     assert!(unit.contains("Environment=\"GREETING=hi\"\n"), "{unit}");
     assert!(unit.contains("Environment=\"EXTRA=x\"\n"), "{unit}");
-    assert!(unit.contains("WorkingDirectory=/opt\n"), "{unit}");
+    assert!(unit.contains("\"--cwd\" \"/opt\""), "{unit}");
     assert!(unit.contains("\"--user\" \"1000:1000\""), "{unit}");
     assert!(unit.contains("KillSignal=SIGQUIT\n"), "{unit}");
     assert!(
         unit.contains("# image example.test/tools:1 is sha256:"),
         "{unit}"
     );
-    // The infra unit mounts the rootfs of exactly that image.
+    // The infra unit prepares the rootfs of exactly that image.
     let infra = std::fs::read_to_string(out.join("units/podc_default_p.service")).unwrap();
     assert!(
         infra.contains("\"--image\" \"example.test/tools:1@sha256:"),

@@ -378,18 +378,29 @@ fn pods_for_other_hosts_are_skipped_with_a_reason() {
 }
 
 #[test]
-fn native_directives_for_newer_systemd() {
-    // An absolute command needs no joiner on 258: everything is native.
+fn newer_systemd_gets_native_back_off_and_the_same_joiner() {
+    // 254+ expresses Kubernetes' crash-loop back-off; the container is
+    // still set up by the joiner (systemd's own sandboxing costs O(pods)
+    // per start, README "The joiner").
     let t = Test::new().file("a.yaml", &POD.replace("[\"sleep\"", "[\"/bin/sleep\""));
     let dir = t.dir.clone();
     t.args(&["build", "-o", "out", "--systemd-version", "258", "a.yaml"])
         .run();
     let text = fs::read_to_string(dir.join("out/units/podc_default_web_app.service")).unwrap();
-    assert!(text.contains("ProtectHostname=private:web\n"), "{text}");
     assert!(text.contains("RestartSteps=5\n"), "{text}");
-    assert!(text.contains("PrivatePIDs=yes\n"), "{text}");
-    assert!(text.contains("ExecStart=\"/bin/sleep\" \"60\"\n"), "{text}");
-    assert!(!text.contains("podc-pause"), "{text}");
+    assert!(text.contains("RestartMaxDelaySec=300s\n"), "{text}");
+    assert!(
+        text.contains("ExecStart=\"/usr/lib/podc/podc-pause\" \"join\" \"--rootfs\""),
+        "{text}"
+    );
+    for gone in [
+        "RootDirectory=",
+        "ProtectHostname=",
+        "PrivatePIDs=",
+        "IPCNamespacePath=",
+    ] {
+        assert!(!text.contains(gone), "{gone}: {text}");
+    }
 }
 
 #[test]
@@ -404,7 +415,7 @@ fn sub_paths_are_bound_through_pins_the_volume_setup_makes() {
     t.args(&["build", "-o", "out", "a.yaml"]).run();
     let unit = fs::read_to_string(dir.join("out/units/podc_default_web_app.service")).unwrap();
     assert!(
-        unit.contains("BindPaths=\"/run/podc/volumes/default_web/.subpath/app-0\":\"/logs\"\n"),
+        unit.contains("\"--bind\" \"/run/podc/volumes/default_web/.subpath/app-0\" \"/logs\""),
         "{unit}"
     );
     assert!(

@@ -49,11 +49,7 @@ fn scratch_root(name: &str) -> PathBuf {
     );
     std::os::unix::fs::symlink("usr/lib", root.join("lib")).unwrap();
     fs::create_dir_all(root.join("etc/systemd/system")).unwrap();
-    for stub in [
-        "usr/lib/podc/podc",
-        "usr/lib/podc/podc-pause",
-        ".podc/podc-pause", // the joiner, as containers see it
-    ] {
+    for stub in ["usr/lib/podc/podc", "usr/lib/podc/podc-pause"] {
         let p = root.join(stub);
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(&p, "#!/bin/sh\n").unwrap();

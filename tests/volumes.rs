@@ -590,15 +590,23 @@ fn built_pod_volumes_through_the_rendered_infra_unit() -> Result {
         assert!(text.contains("\"volumes\" \"setup\""), "{text}");
         sd.write_unit(&infra, &text)?;
     }
-    // The rendered container units' volume binds, in a busybox root.
+    // The rendered container units' volume binds (the joiner's `--bind` and
+    // `--bind-ro` arguments), as systemd binds in a busybox root.
     let binds = |unit: &str| -> Result<String> {
-        Ok(std::fs::read_to_string(units.join(unit))?
+        let text = std::fs::read_to_string(units.join(unit))?;
+        let exec = text
             .lines()
-            .filter(|l| {
-                (l.starts_with("BindPaths=") || l.starts_with("BindReadOnlyPaths="))
-                    && (l.contains("/volumes/"))
+            .find(|l| l.starts_with("ExecStart="))
+            .ok_or("no ExecStart=")?;
+        let words: Vec<&str> = exec.split('"').skip(1).step_by(2).collect();
+        Ok(words
+            .windows(3)
+            .filter(|w| w[1].contains("/volumes/"))
+            .filter_map(|w| match w[0] {
+                "--bind" => Some(format!("BindPaths={}:{}\n", w[1], w[2])),
+                "--bind-ro" => Some(format!("BindReadOnlyPaths={}:{}\n", w[1], w[2])),
+                _ => None,
             })
-            .map(|l| format!("{l}\n"))
             .collect())
     };
     sd.sh_ok("mkdir -p /run/vt-out && chmod 1777 /run/vt-out");

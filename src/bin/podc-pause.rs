@@ -26,6 +26,8 @@ use std::ffi::OsString;
 // the `podc` library: linking the library drags in code from its other
 // dependencies (zbus, ...) that the linker cannot discard, which grew the
 // text (and so the resident set) from 1.38 MB to 1.75 MB.
+#[path = "../container_root.rs"]
+mod container_root;
 #[path = "../hook.rs"]
 mod hook;
 #[path = "../infra.rs"]

@@ -1,0 +1,428 @@
+//! The container's root file system, set up by the joiner
+//! (`podc-pause join --rootfs DIR ...`) in a mount namespace of its own,
+//! the way an OCI runtime does it, instead of by systemd's `RootDirectory=`,
+//! `MountAPIVFS=` and `Bind*Paths=`.
+//!
+//! Why not systemd's directives: for every unit it starts with a mount
+//! namespace, systemd 252 rereads the whole `/proc/self/mountinfo` some
+//! twenty to thirty times (once per read-only bind, twice per recursive
+//! remount, ...), and that table grows with every pod on the host (its
+//! root file systems, namespace pins and `/dev/shm`). With 50 pods running,
+//! generating and parsing that text was most of the CPU time of starting a
+//! container (`perf` in docs/bench-apply.md). Here the joiner makes a
+//! handful of mount calls and never reads the table, and the container's
+//! overlay is mounted inside its private namespace only, so the host's
+//! table does not grow with containers at all.
+//!
+//! `DIR` is the container's directory `<state>/pods/<id>/containers/<c>`,
+//! prepared by the infra unit (`podc rootfs prepare`): `l/0`, `l/1`, ...
+//! link to the image's layers (top first), with `upper/` and `work/` the
+//! container's writable layer; the overlay is mounted on `rootfs/` with
+//! these short relative names. A `rootfs/` without `l/` beside it was
+//! provisioned by hand and is bound as it is.
+//!
+//! Order:
+//! 1. `unshare(CLONE_NEWNS)`, everything private: nothing the container
+//!    mounts reaches the host, and host mounts made later (other pods)
+//!    do not propagate into it (Kubernetes' default `mountPropagation`).
+//! 2. the root: the overlay (or a bind of a provisioned tree);
+//! 3. what `MountAPIVFS=` gave: `/proc` (here only for the host PID
+//!    namespace; in a PID namespace of its own the container's PID 1
+//!    mounts it after the clone), the host's `/dev` (access is limited by
+//!    the unit's `DevicePolicy=`), a fresh `mqueue` for the pod's IPC
+//!    namespace, `/sys` (read-only, recursively, for unprivileged
+//!    containers), and an empty tmpfs on `/run`;
+//! 4. the binds (pod files, `/dev/shm`, volumes), parents before children;
+//!    a mount point that is missing in the image is created, resolved
+//!    inside the root (`openat2(RESOLVE_IN_ROOT)`), so a symlink in the
+//!    image can never send a mount outside it;
+//! 5. `readOnlyRootFilesystem`: the root mount alone becomes read-only;
+//! 6. `pivot_root` into the root and detach the host's tree.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::libc;
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+
+/// One bind mount into the container: `src` on the host, `dst` inside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub src: String,
+    pub dst: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RootConfig {
+    /// The container directory (see the module doc).
+    pub dir: PathBuf,
+    pub binds: Vec<Bind>,
+    pub read_only_root: bool,
+    /// `/sys` read-only (unprivileged containers).
+    pub read_only_sys: bool,
+    /// A fresh mqueue on `/dev/mqueue` (the pod's IPC namespace).
+    pub mqueue: bool,
+    /// Mount `/proc` now, for the current (host) PID namespace.
+    pub host_proc: bool,
+}
+
+fn err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("{what}: {e}"))
+}
+
+fn cstr(p: &str) -> io::Result<CString> {
+    CString::new(p).map_err(|e| err(p, e))
+}
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+const RESOLVE_IN_ROOT: u64 = 0x10;
+
+/// `openat2(root, path, O_PATH, RESOLVE_IN_ROOT)`: `path` as the
+/// container will see it, symlinks and `..` never leaving `root`.
+fn open_in_root(root: &OwnedFd, path: &str) -> io::Result<OwnedFd> {
+    let p = cstr(path.trim_start_matches('/'))?;
+    let p = if p.as_bytes().is_empty() {
+        cstr(".")?
+    } else {
+        p
+    };
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT,
+    };
+    // SAFETY: openat2 with a valid dirfd, a NUL-terminated path and a
+    // struct of the size we pass.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            p.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// [`open_in_root`], creating what is missing: directories, and the last
+/// component as a directory or an empty file (a file's mount point).
+fn mount_point(root: &OwnedFd, path: &str, dir: bool) -> io::Result<OwnedFd> {
+    match open_in_root(root, path) {
+        Ok(fd) => return Ok(fd),
+        Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(err(path, e)),
+        Err(_) => {}
+    }
+    let comps: Vec<&str> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    let mut prefix = String::new();
+    for (i, c) in comps.iter().enumerate() {
+        let parent = open_in_root(root, &prefix).map_err(|e| err(&prefix, e))?;
+        prefix = format!("{prefix}/{c}");
+        if open_in_root(root, &prefix).is_ok() {
+            continue;
+        }
+        let name = cstr(c)?;
+        let last = i + 1 == comps.len();
+        // SAFETY: *at calls on a directory fd we own, with one path
+        // component (no '/'), so nothing is resolved but `name` itself.
+        let r = unsafe {
+            if last && !dir {
+                let fd = libc::openat(
+                    parent.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_WRONLY
+                        | libc::O_NOFOLLOW
+                        | libc::O_CLOEXEC,
+                    0o644,
+                );
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+                fd.min(0)
+            } else {
+                libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o755)
+            }
+        };
+        if r != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(err(format!("creating {prefix} in the container root"), e));
+            }
+        }
+    }
+    open_in_root(root, path).map_err(|e| err(path, e))
+}
+
+/// `/proc/self/fd/N`: a path the mount calls take for an fd.
+fn fd_path(fd: &OwnedFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const AT_RECURSIVE: libc::c_int = 0x8000;
+
+/// Make the mount at `fd` (and with `recursive`, every mount below it)
+/// read-only, keeping their other flags: one `mount_setattr` call.
+fn read_only(fd: &OwnedFd, recursive: bool) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = libc::AT_EMPTY_PATH | if recursive { AT_RECURSIVE } else { 0 };
+    // SAFETY: mount_setattr on an fd we own, an empty path and a struct of
+    // the size we pass.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn do_mount(
+    src: Option<&str>,
+    target: &str,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> io::Result<()> {
+    mount(src, target, fstype, flags, data).map_err(io::Error::from)
+}
+
+/// Bind `src` (a host path) at `dst` inside the root, recursively.
+fn bind(root: &OwnedFd, src: &str, dst: &str, read_only_too: bool) -> io::Result<()> {
+    let is_dir = std::fs::metadata(src).map_err(|e| err(src, e))?.is_dir();
+    let target = mount_point(root, dst, is_dir)?;
+    do_mount(
+        Some(src),
+        &fd_path(&target),
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+    .map_err(|e| err(format!("bind {src} on {dst}"), e))?;
+    if read_only_too {
+        // The fd names the mount point under the new mount: reopen.
+        let top = open_in_root(root, dst).map_err(|e| err(dst, e))?;
+        read_only(&top, true).map_err(|e| err(format!("read-only {dst}"), e))?;
+    }
+    Ok(())
+}
+
+/// The overlay options for the prepared container directory `dir`:
+/// `lowerdir=l/0:l/1,upperdir=upper,workdir=work`, or `None` for a
+/// provisioned `rootfs/` (no `l/`).
+fn overlay_options(dir: &Path) -> io::Result<Option<String>> {
+    let links = dir.join("l");
+    let entries = match std::fs::read_dir(&links) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(err(links.display(), e)),
+    };
+    let mut n: Vec<u32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+        .collect();
+    n.sort_unstable();
+    if n.is_empty() || n.iter().enumerate().any(|(i, v)| *v as usize != i) {
+        return Err(err(
+            links.display(),
+            "expected layer links 0, 1, ... (podc rootfs prepare)",
+        ));
+    }
+    let lower: Vec<String> = n.iter().map(|i| format!("l/{i}")).collect();
+    Ok(Some(format!(
+        "lowerdir={},upperdir=upper,workdir=work",
+        lower.join(":")
+    )))
+}
+
+/// Set up the root and `pivot_root` into it (see the module doc). The
+/// working directory is `/` afterwards.
+pub fn setup(cfg: &RootConfig) -> io::Result<()> {
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| err("unshare mount namespace", e))?;
+    let none = None::<&str>;
+    do_mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
+        .map_err(|e| err("private mounts", e))?;
+
+    // 2. the root
+    let dir = &cfg.dir;
+    std::env::set_current_dir(dir).map_err(|e| err(dir.display(), e))?;
+    match overlay_options(dir)? {
+        Some(opts) => do_mount(
+            Some("overlay"),
+            "rootfs",
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(&opts),
+        )
+        .map_err(|e| err(format!("mount overlay on {}/rootfs", dir.display()), e))?,
+        None => do_mount(
+            Some("rootfs"),
+            "rootfs",
+            none,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            none,
+        )
+        .map_err(|e| err(format!("bind {}/rootfs", dir.display()), e))?,
+    }
+    let root: OwnedFd = std::fs::File::open(dir.join("rootfs"))
+        .map_err(|e| err(format!("{}/rootfs", dir.display()), e))?
+        .into();
+
+    // 3. API file systems
+    let nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let proc_dir = mount_point(&root, "/proc", true)?;
+    if cfg.host_proc {
+        do_mount(Some("proc"), &fd_path(&proc_dir), Some("proc"), nodev, none)
+            .map_err(|e| err("mount /proc", e))?;
+    }
+    drop(proc_dir);
+    bind(&root, "/dev", "/dev", false)?;
+    if cfg.mqueue {
+        let mq = mount_point(&root, "/dev/mqueue", true)?;
+        do_mount(Some("mqueue"), &fd_path(&mq), Some("mqueue"), nodev, none)
+            .map_err(|e| err("mount /dev/mqueue", e))?;
+    }
+    bind(&root, "/sys", "/sys", cfg.read_only_sys)?;
+    let run = mount_point(&root, "/run", true)?;
+    do_mount(
+        Some("tmpfs"),
+        &fd_path(&run),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=755"),
+    )
+    .map_err(|e| err("mount /run", e))?;
+    drop(run);
+
+    // 4. binds, parents first (a stable sort keeps the given order)
+    let mut binds: Vec<&Bind> = cfg.binds.iter().collect();
+    binds.sort_by_key(|b| b.dst.split('/').filter(|c| !c.is_empty()).count());
+    for b in binds {
+        bind(&root, &b.src, &b.dst, b.read_only)?;
+    }
+
+    // 5. readOnlyRootFilesystem: the root mount only, not what is on it
+    if cfg.read_only_root {
+        let top = open_in_root(&root, "/")?;
+        read_only(&top, false).map_err(|e| err("read-only root", e))?;
+    }
+
+    // 6. pivot_root(".", "."): the old root ends up on top of the new
+    // one, so it can be detached without a directory to put it in.
+    let top = open_in_root(&root, "/")?;
+    // SAFETY: fchdir to a directory fd we own.
+    if unsafe { libc::fchdir(top.as_raw_fd()) } != 0 {
+        return Err(err("chdir to the root", io::Error::last_os_error()));
+    }
+    let dot: &CStr = c".";
+    // SAFETY: pivot_root with two NUL-terminated paths.
+    if unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) } != 0 {
+        return Err(err("pivot_root", io::Error::last_os_error()));
+    }
+    nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH)
+        .map_err(|e| err("detach the host's root", e))?;
+    std::env::set_current_dir("/").map_err(|e| err("chdir /", e))?;
+    Ok(())
+}
+
+/// `chdir` to the container's working directory, creating it as runc does
+/// when the image lacks it.
+pub fn enter_working_dir(cwd: &str) -> io::Result<()> {
+    if std::env::set_current_dir(cwd).is_ok() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(cwd)
+        .map_err(|e| err(format!("creating working directory {cwd}"), e))?;
+    std::env::set_current_dir(cwd).map_err(|e| err(format!("working directory {cwd}"), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_options_from_layer_links() {
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(overlay_options(t.path()).unwrap(), None);
+        std::fs::create_dir(t.path().join("l")).unwrap();
+        assert!(overlay_options(t.path()).is_err(), "no layers");
+        for i in [1, 0, 2] {
+            std::os::unix::fs::symlink("/x", t.path().join(format!("l/{i}"))).unwrap();
+        }
+        assert_eq!(
+            overlay_options(t.path()).unwrap().unwrap(),
+            "lowerdir=l/0:l/1:l/2,upperdir=upper,workdir=work"
+        );
+        std::fs::remove_file(t.path().join("l/1")).unwrap();
+        assert!(overlay_options(t.path()).is_err(), "a gap");
+    }
+
+    #[test]
+    fn mount_points_stay_inside_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().join("root");
+        for d in ["etc", "data", "outside"] {
+            std::fs::create_dir_all(r.join(d)).unwrap();
+        }
+        let outside = t.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        // absolute and relative links, as an image could plant them: they
+        // resolve inside the root
+        std::os::unix::fs::symlink("/data", r.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../outside", r.join("etc/rel")).unwrap();
+        std::os::unix::fs::symlink(&outside, r.join("dangling")).unwrap();
+        let root: OwnedFd = std::fs::File::open(&r).unwrap().into();
+        mount_point(&root, "/abs/x", false).unwrap();
+        mount_point(&root, "/etc/rel/y", true).unwrap();
+        mount_point(&root, "/../../z", true).unwrap();
+        assert!(r.join("data/x").is_file());
+        assert!(r.join("outside/y").is_dir());
+        assert!(r.join("z").is_dir());
+        // a link to a place the root does not have is an error, not a
+        // way out
+        let e = mount_point(&root, "/dangling/w", true).unwrap_err();
+        assert!(e.to_string().contains("/dangling"), "{e}");
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        // an existing mount point is opened, not replaced
+        std::fs::write(r.join("etc/hosts"), b"keep").unwrap();
+        mount_point(&root, "/etc/hosts", false).unwrap();
+        assert_eq!(std::fs::read(r.join("etc/hosts")).unwrap(), b"keep");
+    }
+}
