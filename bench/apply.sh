@@ -113,7 +113,7 @@ floor_units() { # floor_units N
 }
 
 now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 rss_kb() { # sum of VmRSS (kB) of this instance's processes whose "comm cmdline" matches ERE $1
     local sum=0 p k
@@ -180,7 +180,7 @@ echo "pod start, median of $RUNS runs (2 busybox sleep containers per pod)"
 printf '%5s %8s %8s %9s %10s %12s\n' N podc_s floor_s podman_s podc/floor podman/podc
 for n in $SIZES; do
     awk -v n="$n" -v p="${T[podc-$n]:-}" -v f="${T[floor-$n]:-}" -v m="${T[podman-$n]:-}" 'BEGIN {
-        printf "%5d %8.2f %8.2f %9.2f %9.2fx %11.2fx\n", n, p, f, m, (f > 0 ? p / f : 0), (p > 0 ? m / p : 0) }'
+        printf "%5d %8.3f %8.3f %9.3f %9.2fx %11.2fx\n", n, p, f, m, (f > 0 ? p / f : 0), (p > 0 ? m / p : 0) }'
 done
 echo
 echo "resident memory per pod outside the containers' processes (N=$mem_n, while running)"

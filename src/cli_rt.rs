@@ -275,8 +275,9 @@ fn desired(
     // imagePullPolicy is decided here, before anything is written: Always
     // pulls, IfNotPresent pulls when missing, Never fails when missing.
     // The units are then compiled against what the store holds.
-    if pull {
-        ensure_images(root, &sources)?;
+    let (validated, check_diags) = pipeline::check(&sources);
+    if pull && !check_diags.iter().any(|d| d.is_error()) {
+        ensure_images(root, &validated)?;
     }
     // Image configs (ENTRYPOINT, CMD, ENV, ...) from the local store when
     // there is one, as `podc build` does.
@@ -289,7 +290,7 @@ fn desired(
         Some(s) => s,
         None => &NoImages,
     };
-    match pipeline::compile(&sources, &target, images, &templates) {
+    match pipeline::compile_checked(validated, check_diags, &target, images, &templates) {
         Err(mut diags) => {
             diags.extend(undecodable);
             print_diags(&diags, &sources, Format::Text);
@@ -312,14 +313,9 @@ fn desired(
     }
 }
 
-/// Pull or check every container image of the valid pods in `sources`
-/// per its `imagePullPolicy`. Invalid input is left to the compile that
-/// follows, which reports it. Every failure is reported, then apply stops.
-fn ensure_images(root: &Path, sources: &[podc::load::Source]) -> Result<(), ExitCode> {
-    let (validated, diags) = pipeline::check(sources);
-    if diags.iter().any(|d| d.is_error()) {
-        return Ok(());
-    }
+/// Pull or check every container image of the validated pods per its
+/// `imagePullPolicy`. Every failure is reported, then apply stops.
+fn ensure_images(root: &Path, validated: &podc::validate::Validated) -> Result<(), ExitCode> {
     let mut wanted: Vec<(String, podc::model::PullPolicy, String)> = Vec::new();
     for vp in &validated.pods {
         let spec = &vp.pod.spec;
@@ -359,7 +355,19 @@ fn ensure_images(root: &Path, sources: &[podc::load::Source]) -> Result<(), Exit
     Ok(())
 }
 
-pub fn apply(root: &Path, a: ApplyArgs) -> ExitCode {
+pub fn apply(root: &Path, mut a: ApplyArgs) -> ExitCode {
+    let sd = if a.dry_run {
+        None
+    } else {
+        match a.rt.connect() {
+            Ok(s) => Some(s),
+            Err(e) => return usage(&e),
+        }
+    };
+    // Compile for the systemd that runs the pods, as its manager says.
+    if a.target.systemd_version.is_none() {
+        a.target.systemd_version = sd.as_ref().and_then(|s| s.manager_version().ok().flatten());
+    }
     // --dry-run touches nothing, the image store included.
     let pods = match desired(root, &a.files, &a.build, &a.target, !a.dry_run) {
         Ok(p) => p,
@@ -370,14 +378,6 @@ pub fn apply(root: &Path, a: ApplyArgs) -> ExitCode {
         timeout: a.timeout,
         prune: a.prune,
         dry_run: a.dry_run,
-    };
-    let sd = if a.dry_run {
-        None
-    } else {
-        match a.rt.connect() {
-            Ok(s) => Some(s),
-            Err(e) => return usage(&e),
-        }
     };
     let mut out = std::io::stdout().lock();
     match activate::apply(sd.as_ref(), &paths, &pods, &opts, &mut out) {

@@ -14,12 +14,16 @@
 //! overlay is mounted inside its private namespace only, so the host's
 //! table does not grow with containers at all.
 //!
-//! `DIR` is the container's directory `<state>/pods/<id>/containers/<c>`,
-//! prepared by the infra unit (`podc rootfs prepare`): `l/0`, `l/1`, ...
-//! link to the image's layers (top first), with `upper/` and `work/` the
-//! container's writable layer; the overlay is mounted on `rootfs/` with
-//! these short relative names. A `rootfs/` without `l/` beside it was
-//! provisioned by hand and is bound as it is.
+//! `DIR` is the container's directory `<state>/pods/<id>/containers/<c>`.
+//! With `--layer` (the image's layer directories in the store, top first,
+//! known at build time) the joiner lays it out itself at every start: a
+//! fresh, empty `upper/` and `work/` (a restarted container starts from the
+//! image, as in Kubernetes) and links `l/0`, `l/1`, ... to the layers.
+//! Without, the infra unit did that (`podc rootfs prepare`, for an image
+//! that was not in the store at build time). The overlay is mounted on
+//! `rootfs/` with these short relative names, which keeps any number of
+//! layers under the kernel's one-page option limit. A `rootfs/` without
+//! `l/` beside it was provisioned by hand and is bound as it is.
 //!
 //! Order:
 //! 1. `unshare(CLONE_NEWNS)`, everything private: nothing the container
@@ -60,6 +64,8 @@ pub struct Bind {
 pub struct RootConfig {
     /// The container directory (see the module doc).
     pub dir: PathBuf,
+    /// The image's layers, top first; empty when `dir` is prepared.
+    pub layers: Vec<PathBuf>,
     pub binds: Vec<Bind>,
     pub read_only_root: bool,
     /// `/sys` read-only (unprivileged containers).
@@ -272,6 +278,52 @@ fn overlay_options(dir: &Path) -> io::Result<Option<String>> {
     )))
 }
 
+/// A `rootfs/` provisioned by hand: populated, with no writable layer
+/// beside it (the rule of `podc rootfs prepare`).
+fn provisioned(dir: &Path) -> bool {
+    !dir.join("upper").exists()
+        && std::fs::read_dir(dir.join("rootfs")).is_ok_and(|mut d| d.next().is_some())
+}
+
+/// Lay out `dir` for an overlay of `layers` (top first): an empty
+/// writable layer and the `l/N` links. A layer that is gone from the store
+/// (the image was removed since the build) fails the start with
+/// Kubernetes' reason for a missing image.
+fn fresh_layer(dir: &Path, layers: &[PathBuf]) -> io::Result<()> {
+    for l in layers {
+        if !l.is_dir() {
+            return Err(err(
+                "ErrImageNeverPull",
+                format!(
+                    "image layer {} is not in the local store; pull or import the image again and re-apply",
+                    l.display()
+                ),
+            ));
+        }
+    }
+    for name in ["upper", "work", "l"] {
+        let p = dir.join(name);
+        match std::fs::remove_dir_all(&p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(err(format!("removing {}", p.display()), e))
+            }
+            _ => {}
+        }
+    }
+    for name in ["upper", "work", "l", "rootfs"] {
+        let p = dir.join(name);
+        std::fs::create_dir_all(&p).map_err(|e| err(p.display(), e))?;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("work"), std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| err("work", e))?;
+    for (i, l) in layers.iter().enumerate() {
+        std::os::unix::fs::symlink(l, dir.join("l").join(i.to_string()))
+            .map_err(|e| err(format!("linking layer {}", l.display()), e))?;
+    }
+    Ok(())
+}
+
 /// Set up the root and `pivot_root` into it (see the module doc). The
 /// working directory is `/` afterwards.
 pub fn setup(cfg: &RootConfig) -> io::Result<()> {
@@ -282,6 +334,9 @@ pub fn setup(cfg: &RootConfig) -> io::Result<()> {
 
     // 2. the root
     let dir = &cfg.dir;
+    if !cfg.layers.is_empty() && !provisioned(dir) {
+        fresh_layer(dir, &cfg.layers)?;
+    }
     std::env::set_current_dir(dir).map_err(|e| err(dir.display(), e))?;
     match overlay_options(dir)? {
         Some(opts) => do_mount(
@@ -392,6 +447,35 @@ mod tests {
         );
         std::fs::remove_file(t.path().join("l/1")).unwrap();
         assert!(overlay_options(t.path()).is_err(), "a gap");
+    }
+
+    #[test]
+    fn every_start_gets_a_fresh_writable_layer() {
+        let t = tempfile::tempdir().unwrap();
+        let (l1, l0) = (t.path().join("base"), t.path().join("top"));
+        std::fs::create_dir(&l1).unwrap();
+        std::fs::create_dir(&l0).unwrap();
+        let dir = t.path().join("c");
+        std::fs::create_dir_all(dir.join("upper/etc")).unwrap();
+        std::fs::write(dir.join("upper/etc/written"), b"by the last run").unwrap();
+        std::fs::create_dir_all(dir.join("l/7")).unwrap();
+        fresh_layer(&dir, &[l0.clone(), l1.clone()]).unwrap();
+        assert_eq!(std::fs::read_dir(dir.join("upper")).unwrap().count(), 0);
+        assert_eq!(std::fs::read_link(dir.join("l/0")).unwrap(), l0);
+        assert_eq!(std::fs::read_link(dir.join("l/1")).unwrap(), l1);
+        assert!(dir.join("rootfs").is_dir() && dir.join("work").is_dir());
+        assert_eq!(
+            overlay_options(&dir).unwrap().unwrap(),
+            "lowerdir=l/0:l/1,upperdir=upper,workdir=work"
+        );
+        // a tree provisioned by hand is left alone
+        let hand = t.path().join("hand");
+        std::fs::create_dir_all(hand.join("rootfs/bin")).unwrap();
+        assert!(provisioned(&hand) && !provisioned(&dir));
+        // a layer removed from the store since the build
+        std::fs::remove_dir(&l1).unwrap();
+        let e = fresh_layer(&dir, &[l0, l1]).unwrap_err();
+        assert!(e.to_string().contains("ErrImageNeverPull"), "{e}");
     }
 
     #[test]

@@ -320,6 +320,7 @@ impl JoinConfig {
         };
         let (mut rootfs, mut binds, mut ro_root, mut ro_sys, mut mqueue) =
             (None, Vec::new(), false, false, false);
+        let mut layers: Vec<std::path::PathBuf> = Vec::new();
         let mut it = args.into_iter();
         while let Some(arg) = it.next() {
             let s = arg.to_str().unwrap_or("");
@@ -335,6 +336,13 @@ impl JoinConfig {
                 "--new-pid" => cfg.pid = PidNs::New,
                 "--no-proc" => cfg.mount_proc = false,
                 "--rootfs" => rootfs = Some(value("--rootfs")?),
+                "--layer" => {
+                    let l = value("--layer")?;
+                    if !l.starts_with('/') {
+                        return Err(format!("--layer {l:?}: expected an absolute path"));
+                    }
+                    layers.push(l.into());
+                }
                 "--bind" | "--bind-ro" => {
                     let src = value(s)?;
                     let dst = value(s)?;
@@ -407,6 +415,7 @@ impl JoinConfig {
                 }
                 cfg.root = Some(RootConfig {
                     dir: dir.into(),
+                    layers,
                     binds,
                     read_only_root: ro_root,
                     read_only_sys: ro_sys,

@@ -305,7 +305,7 @@ fn host_systemd_version() -> Option<u32> {
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace().nth(1)?.parse().ok()
+    podc::systemd::parse_version(text.split_whitespace().nth(1)?)
 }
 
 /// This host's cgroup version: the unified hierarchy when

@@ -81,7 +81,20 @@ pub fn compile(
     images: &dyn Images,
     templates: &Environment,
 ) -> Result<Compiled, Vec<Diagnostic>> {
-    let (mut validated, mut diags) = check(sources);
+    let (validated, diags) = check(sources);
+    compile_checked(validated, diags, target, images, templates)
+}
+
+/// [`compile`] from what [`check`] returned, for a caller that acts on the
+/// validated pods first (`podc apply` pulls their images) without loading
+/// and validating the sources twice.
+pub fn compile_checked(
+    mut validated: validate::Validated,
+    mut diags: Vec<Diagnostic>,
+    target: &Target,
+    images: &dyn Images,
+    templates: &Environment,
+) -> Result<Compiled, Vec<Diagnostic>> {
     if diags.iter().any(Diagnostic::is_error) {
         return Err(diags);
     }

@@ -93,6 +93,9 @@ pub struct ImageConfig {
     /// The image's content digest, pinned in the unit so a new image means
     /// a changed unit.
     pub digest: Option<String>,
+    /// The image's unpacked layer directories in the store, top first: the
+    /// joiner mounts them under the container's fresh writable layer.
+    pub layers: Vec<String>,
 }
 
 /// Looks up image configs (the image store implements this). Shared by
@@ -1248,6 +1251,9 @@ fn container_ctx(
             j.extend(["--mnt".into(), "/proc/\0MAINPID\0/ns/mnt".into()]);
         } else {
             j.extend(["--rootfs".into(), container_dir.clone()]);
+            for l in &img.layers {
+                j.extend(["--layer".into(), l.clone()]);
+            }
             for (src, dst, ro) in &binds {
                 j.extend([
                     if *ro { "--bind-ro" } else { "--bind" }.to_string(),
@@ -1429,15 +1435,21 @@ fn container_ctx(
         ));
     }
 
-    // This container's part of the infra unit's one `podc rootfs prepare`
-    // (one exec of podc for every container of the pod). A known image is
-    // used by its digest (`NAME:TAG@DIGEST`), so a tag moved since the
-    // build does not change what the container runs.
-    let image_ref = match &img.digest {
-        Some(d) if !c.image.contains('@') => format!("{}@{d}", c.image),
-        _ => c.image.clone(),
+    // An image known at build time: the joiner gets its layers and makes a
+    // fresh writable layer at every start (a restarted container starts
+    // from the image, as in Kubernetes), with no podc exec per pod. An
+    // image that was not in the store at build time is resolved at start
+    // by the infra unit's one `podc rootfs prepare` for the pod.
+    let rootfs_prepare = if img.layers.is_empty() {
+        vec![
+            "--dir".into(),
+            container_dir,
+            "--image".into(),
+            c.image.clone(),
+        ]
+    } else {
+        Vec::new()
     };
-    let rootfs_prepare = vec!["--dir".into(), container_dir, "--image".into(), image_ref];
     ContainerCtx {
         pod: pc.clone(),
         container: c.name.clone(),

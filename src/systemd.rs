@@ -191,6 +191,14 @@ pub struct Systemd {
     events: Mutex<Receiver<Event>>,
 }
 
+/// The major version in a systemd version string (`252.38-1~deb12u1`,
+/// `v256`, `257`).
+pub fn parse_version(s: &str) -> Option<u32> {
+    let s = s.trim().trim_start_matches('v');
+    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    s[..end].parse().ok()
+}
+
 impl Systemd {
     /// Connect through the host's system bus (see the module doc for why
     /// not the private socket).
@@ -245,6 +253,21 @@ impl Systemd {
             .conn
             .call_method(Some(DEST), PATH, Some(MANAGER), method, body)?;
         Ok(reply.body().deserialize()?)
+    }
+
+    /// The running manager's major version (`Version`, e.g.
+    /// `252.38-1~deb12u1` → 252): what the units will run on, and one
+    /// D-Bus call instead of an exec of `systemctl --version`.
+    pub fn manager_version(&self) -> Result<Option<u32>> {
+        let reply = self.conn.call_method(
+            Some(DEST),
+            PATH,
+            Some(PROPERTIES),
+            "Get",
+            &(MANAGER, "Version"),
+        )?;
+        let v: OwnedValue = reply.body().deserialize()?;
+        Ok(String::try_from(v).ok().and_then(|s| parse_version(&s)))
     }
 
     /// `daemon-reload`. The reply comes after the reload finished.
@@ -554,4 +577,17 @@ fn exec_runs(v: OwnedValue) -> Vec<ExecRun> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn manager_versions() {
+        use super::parse_version;
+        assert_eq!(parse_version("252.38-1~deb12u1"), Some(252));
+        assert_eq!(parse_version("257"), Some(257));
+        assert_eq!(parse_version("v256.4"), Some(256));
+        assert_eq!(parse_version(""), None);
+        assert_eq!(parse_version("systemd"), None);
+    }
 }

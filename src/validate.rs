@@ -118,28 +118,37 @@ impl Report<'_> {
 
 struct Validators {
     schema: Value,
-    by_kind: HashMap<&'static str, jsonschema::Validator>,
+    /// One per kind of [`schema::KINDS`], compiled the first time a
+    /// document of that kind is validated: compiling all three cost a
+    /// few milliseconds on every run of `podc apply`, for kinds the
+    /// input may not have.
+    by_kind: Vec<(&'static str, OnceLock<jsonschema::Validator>)>,
+}
+
+impl Validators {
+    fn get(&self, kind: &str) -> Option<&jsonschema::Validator> {
+        let (k, cell) = self.by_kind.iter().find(|(k, _)| *k == kind)?;
+        Some(cell.get_or_init(|| {
+            let s = serde_json::json!({
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "$ref": format!("#/$defs/{k}"),
+                "$defs": self.schema["$defs"].clone(),
+            });
+            // The schema is generated from our own types: failing to
+            // compile it is a bug in podc, caught by the unit tests.
+            jsonschema::validator_for(&s).expect("generated schema compiles")
+        }))
+    }
 }
 
 fn validators() -> &'static Validators {
     static V: OnceLock<Validators> = OnceLock::new();
-    V.get_or_init(|| {
-        let schema = schema::generate();
-        let by_kind = schema::KINDS
+    V.get_or_init(|| Validators {
+        schema: schema::generate(),
+        by_kind: schema::KINDS
             .iter()
-            .map(|k| {
-                let s = serde_json::json!({
-                    "$schema": "https://json-schema.org/draft/2020-12/schema",
-                    "$ref": format!("#/$defs/{k}"),
-                    "$defs": schema["$defs"].clone(),
-                });
-                // The schema is generated from our own types: failing to
-                // compile it is a bug in podc, caught by the unit tests.
-                let v = jsonschema::validator_for(&s).expect("generated schema compiles");
-                (*k, v)
-            })
-            .collect();
-        Validators { schema, by_kind }
+            .map(|k| (*k, OnceLock::new()))
+            .collect(),
     })
 }
 
@@ -374,7 +383,7 @@ fn def_of(schema_path: &str) -> &str {
 /// failure, returns the JSON pointers of the offending values.
 fn schema_check(r: &mut Report, kind: &str) -> Result<(), Vec<String>> {
     let v = validators();
-    let Some(validator) = v.by_kind.get(kind) else {
+    let Some(validator) = v.get(kind) else {
         return Err(vec![String::new()]);
     };
     let mut broken = Vec::new();

@@ -57,10 +57,12 @@ fn build_resolves_the_image_config_from_the_store() {
         unit.contains("# image example.test/tools:1 is sha256:"),
         "{unit}"
     );
-    // The infra unit prepares the rootfs of exactly that image.
-    let infra = std::fs::read_to_string(out.join("units/podc_default_p.service")).unwrap();
+    // The container runs exactly that image: the joiner gets its layers
+    // from the store, and the infra unit has nothing to resolve at start.
     assert!(
-        infra.contains("\"--image\" \"example.test/tools:1@sha256:"),
-        "{infra}"
+        unit.contains(&format!("\"--layer\" \"{}/images/layers/", root.display())),
+        "{unit}"
     );
+    let infra = std::fs::read_to_string(out.join("units/podc_default_p.service")).unwrap();
+    assert!(!infra.contains("\"rootfs\""), "{infra}");
 }

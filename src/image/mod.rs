@@ -184,6 +184,14 @@ impl crate::plan::Images for Store {
                 .map(|u| users::resolve_user(&img.lower_dirs(), u)),
             stop_signal: c.stop_signal.clone(),
             digest: Some(img.digest.as_str().to_string()),
+            // A store path that is not UTF-8 cannot be a unit argument: the
+            // rootfs is then resolved at start (`podc rootfs prepare`).
+            layers: img
+                .lower_dirs()
+                .iter()
+                .map(|d| d.to_str().map(String::from))
+                .collect::<Option<Vec<_>>>()
+                .unwrap_or_default(),
         })
     }
 }
