@@ -19,8 +19,10 @@
 //! 5. At most one `daemon-reload`: only if a unit file systemd has loaded
 //!    changed or a unit file was removed (files of units systemd never
 //!    loaded, as a new pod's, are loaded from disk by the start job).
-//! 6. The targets of new and changed pods are started; podc then follows
-//!    `PropertiesChanged`/`JobRemoved` of every unit of those pods until
+//! 6. The targets of new and changed pods are started and their start jobs
+//!    waited for (`JobRemoved`); every unit's state is then read in one
+//!    call. Pods that are not settled yet are followed (`Subscribe`, read
+//!    again, then `PropertiesChanged`/`JobRemoved` of their units) until
 //!    each pod settled (no job queued, no unit activating other than a
 //!    restart timer): Running with every container ready, Succeeded, or
 //!    not (Failed, crash looping, init failing): reported with the
@@ -662,6 +664,19 @@ pub fn wait_settled(
     let mut done: Vec<bool> = (0..pods.len())
         .map(|i| settled(&states[i], &statuses[i]))
         .collect();
+    if done.iter().any(|d| !d) {
+        // Follow what is not settled: subscribe, then read those pods
+        // again, so no change falls between the read and the events.
+        sd.subscribe().map_err(err("subscribing to systemd"))?;
+        let unsettled: Vec<usize> = (0..pods.len()).filter(|pi| !done[*pi]).collect();
+        for pi in unsettled {
+            for (slot, p) in paths_of[pi].iter().enumerate() {
+                states[pi][slot] = Some(sd.unit_state(p).map_err(err("reading units"))?);
+            }
+            statuses[pi] = status(pi, &states[pi]);
+            done[pi] = settled(&states[pi], &statuses[pi]);
+        }
+    }
     while done.iter().any(|d| !d) {
         let ev = sd
             .next_event(deadline)

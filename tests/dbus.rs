@@ -124,6 +124,9 @@ fn job_and_property_signals_arrive() -> Result {
         "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n",
     )?;
     c.reload()?;
+    // A job's JobRemoved reaches the client that enqueued it; a unit's
+    // PropertiesChanged needs Subscribe.
+    c.subscribe()?;
     let job = c.start_unit("x.service", "replace")?;
     // Both signal kinds are seen for this unit.
     let deadline = std::time::Instant::now() + T;
