@@ -136,6 +136,15 @@ fn mount_point(root: &OwnedFd, path: &str, dir: bool) -> io::Result<OwnedFd> {
         .split('/')
         .filter(|c| !c.is_empty() && *c != ".")
         .collect();
+    // /dev and /sys are the host's, bound in: a missing mount point there
+    // would be created on the host. (/proc is the container's own, but no
+    // one may create files in a procfs.)
+    if matches!(comps.first(), Some(&("dev" | "sys" | "proc"))) && comps.len() > 1 {
+        return Err(err(
+            path,
+            "does not exist, and podc does not create mount points in /dev, /sys or /proc (they are the host's)",
+        ));
+    }
     let mut prefix = String::new();
     for (i, c) in comps.iter().enumerate() {
         let parent = open_in_root(root, &prefix).map_err(|e| err(&prefix, e))?;
@@ -504,6 +513,14 @@ mod tests {
         let e = mount_point(&root, "/dangling/w", true).unwrap_err();
         assert!(e.to_string().contains("/dangling"), "{e}");
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+        // nothing is created where the host's /dev or /sys are bound
+        std::fs::create_dir_all(r.join("dev")).unwrap();
+        let e = mount_point(&root, "/dev/nope", true).unwrap_err();
+        assert!(
+            e.to_string().contains("does not create mount points"),
+            "{e}"
+        );
+        assert!(!r.join("dev/nope").exists());
         // an existing mount point is opened, not replaced
         std::fs::write(r.join("etc/hosts"), b"keep").unwrap();
         mount_point(&root, "/etc/hosts", false).unwrap();
