@@ -1,0 +1,103 @@
+//! The container's root file system as the joiner makes it, on a real
+//! systemd 252, from an image in the store (no rootfs provisioned by hand):
+//! an overlay that only the container's own mount namespace has (the
+//! host's mount table does not grow with containers), a fresh writable
+//! layer at every start (a restarted container starts from the image, as
+//! in Kubernetes), exec hooks and `podc exec` in the container's view, and
+//! no mount point ever created in the host's `/dev`.
+mod support;
+
+use support::podc::{pod_yaml, show, Podc};
+
+type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+#[test]
+fn the_root_is_a_private_overlay_with_a_fresh_layer_at_every_start() -> Result {
+    let Some(p) = Podc::boot()? else {
+        return Ok(());
+    };
+    let overlays_on_host = || {
+        p.sd.sh_ok("grep -c ' - overlay ' /proc/self/mountinfo || true")
+            .trim()
+            .parse::<usize>()
+            .unwrap()
+    };
+    let before = overlays_on_host();
+    let mut y = pod_yaml(
+        "fs",
+        "",
+        &[(
+            "app",
+            "if [ -e /marker ]; then echo seen > /run/state; else echo fresh > /run/state; fi; \
+             echo written > /marker; exec sleep 1000",
+        )],
+    );
+    // postStart (exec) runs in the container's mount namespace: it sees
+    // the container's own tmpfs /run and the pod's /etc/hostname.
+    y.push_str(
+        "    lifecycle:\n      postStart:\n        exec:\n          command: [sh, -c, 'cat /etc/hostname > /hook-saw; while [ ! -s /run/state ]; do sleep 0.05; done; cp /run/state /hook-state']\n",
+    );
+    p.manifest("/srv/fs.yaml", &y);
+    let out = p.apply_ok("/srv/fs.yaml", &[]);
+    assert!(out.contains("Running 1/1 ready"), "{out}");
+    let exec = |script: &str| p.run_ok(&["exec", "fs", "-c", "app", "--", "sh", "-c", script]);
+
+    // The root is an overlay, mounted in the container's namespace only.
+    let root = exec("grep ' / / ' /proc/self/mountinfo");
+    assert!(root.contains(" - overlay "), "{root}");
+    assert!(root.contains("lowerdir=l/0"), "{root}");
+    assert_eq!(
+        overlays_on_host(),
+        before,
+        "no container root in the host's table"
+    );
+    assert_eq!(
+        exec("cat /run/state /marker /hook-saw /hook-state"),
+        "fresh\nwritten\nfs\nfresh\n"
+    );
+    // The write went to the container's layer, not into the image.
+    p.sd.sh_ok("test -f /var/lib/podc/pods/default_fs/containers/app/upper/marker");
+    p.sd.sh_ok("for l in /var/lib/podc/images/layers/*/diff; do test ! -e $l/marker; done");
+
+    // A restart starts from the image again.
+    p.sd.sh_ok("systemctl restart podc_default_fs_app.service");
+    let again = exec(
+        "for i in $(seq 100); do [ -s /run/state ] && break; sleep 0.05; done; cat /run/state",
+    );
+    assert_eq!(
+        again, "fresh\n",
+        "the restarted container saw the old layer"
+    );
+
+    p.run_ok(&["delete", "fs"]);
+    assert_eq!(overlays_on_host(), before);
+    p.sd.sh_ok("test ! -e /var/lib/podc/pods/default_fs");
+    Ok(())
+}
+
+#[test]
+fn a_mount_point_missing_under_dev_is_not_created_on_the_host() -> Result {
+    let Some(p) = Podc::boot()? else {
+        return Ok(());
+    };
+    let name = format!("podc-test-{}", std::process::id());
+    let mut y = pod_yaml(
+        "dv",
+        "  restartPolicy: Never\n",
+        &[("app", "exec sleep 1000")],
+    );
+    y.push_str(&format!(
+        "    volumeMounts: [{{name: scratch, mountPath: /dev/{name}}}]\n  volumes: [{{name: scratch, emptyDir: {{}}}}]\n"
+    ));
+    p.manifest("/srv/dv.yaml", &y);
+    let out = p.apply("/srv/dv.yaml", &[]);
+    assert!(!out.status.success(), "{}", show(&out));
+    let text = show(&out);
+    assert!(
+        text.contains("does not create mount points in /dev"),
+        "the reason is reported: {text}"
+    );
+    // The namespaced systemd shares the host's /dev.
+    p.sd.sh_ok(&format!("test ! -e /dev/{name}"));
+    Ok(())
+}
