@@ -35,7 +35,8 @@
 //!    mounts it after the clone), the host's `/dev` (access is limited by
 //!    the unit's `DevicePolicy=`), a fresh `mqueue` for the pod's IPC
 //!    namespace, `/sys` (read-only, recursively, for unprivileged
-//!    containers), and an empty tmpfs on `/run`;
+//!    containers), and an empty tmpfs on `/run` (with systemd's limits for
+//!    `MountAPIVFS=`: 20 % of RAM, 800k inodes);
 //! 4. the binds (pod files, `/dev/shm`, volumes), parents before children;
 //!    a mount point that is missing in the image is created, resolved
 //!    inside the root (`openat2(RESOLVE_IN_ROOT)`), so a symlink in the
@@ -390,7 +391,7 @@ pub fn setup(cfg: &RootConfig) -> io::Result<()> {
         &fd_path(&run),
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=755"),
+        Some("mode=755,size=20%,nr_inodes=800k"),
     )
     .map_err(|e| err("mount /run", e))?;
     drop(run);
