@@ -93,9 +93,34 @@ struct OpenHow {
 }
 const RESOLVE_IN_ROOT: u64 = 0x10;
 
+/// The container's root before `pivot_root`: an fd of it, and its path in
+/// the joiner's (still the host's) tree.
+struct Root {
+    fd: OwnedFd,
+    host: PathBuf,
+}
+
+impl Root {
+    fn open(host: &Path) -> io::Result<Root> {
+        let host = std::fs::canonicalize(host).map_err(|e| err(host.display(), e))?;
+        let fd = std::fs::File::open(&host)
+            .map_err(|e| err(host.display(), e))?
+            .into();
+        Ok(Root { fd, host })
+    }
+
+    /// Where `fd` is, as the container will see it (`/` for the root), or
+    /// `None` when it is not inside the root.
+    fn path_of(&self, fd: &OwnedFd) -> Option<String> {
+        let p = std::fs::read_link(fd_path(fd)).ok()?;
+        let rel = p.strip_prefix(&self.host).ok()?;
+        Some(format!("/{}", rel.to_str()?))
+    }
+}
+
 /// `openat2(root, path, O_PATH, RESOLVE_IN_ROOT)`: `path` as the
 /// container will see it, symlinks and `..` never leaving `root`.
-fn open_in_root(root: &OwnedFd, path: &str) -> io::Result<OwnedFd> {
+fn open_in_root(root: &Root, path: &str) -> io::Result<OwnedFd> {
     let p = cstr(path.trim_start_matches('/'))?;
     let p = if p.as_bytes().is_empty() {
         cstr(".")?
@@ -112,7 +137,7 @@ fn open_in_root(root: &OwnedFd, path: &str) -> io::Result<OwnedFd> {
     let fd = unsafe {
         libc::syscall(
             libc::SYS_openat2,
-            root.as_raw_fd(),
+            root.fd.as_raw_fd(),
             p.as_ptr(),
             &how as *const OpenHow,
             std::mem::size_of::<OpenHow>(),
@@ -126,26 +151,30 @@ fn open_in_root(root: &OwnedFd, path: &str) -> io::Result<OwnedFd> {
 }
 
 /// [`open_in_root`], creating what is missing: directories, and the last
-/// component as a directory or an empty file (a file's mount point).
-fn mount_point(root: &OwnedFd, path: &str, dir: bool) -> io::Result<OwnedFd> {
+/// component as a directory or an empty file (a file's mount point). A
+/// dangling symlink on the way (an image's `/etc/resolv.conf` pointing into
+/// `/run`, say) is followed inside the root and its target created, as runc
+/// does. Nothing is created where the resolved place is in `/dev`, `/sys`
+/// or `/proc`: the first two are the host's, bound in, and no one creates
+/// files in a procfs; the check is on where the path really leads, so a
+/// symlink in the image cannot get round it.
+fn mount_point(root: &Root, path: &str, dir: bool) -> io::Result<OwnedFd> {
+    mount_point_hops(root, path, dir, 0)
+}
+
+fn mount_point_hops(root: &Root, path: &str, dir: bool, hops: u32) -> io::Result<OwnedFd> {
     match open_in_root(root, path) {
         Ok(fd) => return Ok(fd),
         Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(err(path, e)),
         Err(_) => {}
     }
+    if hops > 40 {
+        return Err(err(path, "too many levels of symbolic links"));
+    }
     let comps: Vec<&str> = path
         .split('/')
         .filter(|c| !c.is_empty() && *c != ".")
         .collect();
-    // /dev and /sys are the host's, bound in: a missing mount point there
-    // would be created on the host. (/proc is the container's own, but no
-    // one may create files in a procfs.)
-    if matches!(comps.first(), Some(&("dev" | "sys" | "proc"))) && comps.len() > 1 {
-        return Err(err(
-            path,
-            "does not exist, and podc does not create mount points in /dev, /sys or /proc (they are the host's)",
-        ));
-    }
     let mut prefix = String::new();
     for (i, c) in comps.iter().enumerate() {
         let parent = open_in_root(root, &prefix).map_err(|e| err(&prefix, e))?;
@@ -153,7 +182,44 @@ fn mount_point(root: &OwnedFd, path: &str, dir: bool) -> io::Result<OwnedFd> {
         if open_in_root(root, &prefix).is_ok() {
             continue;
         }
+        let Some(at) = root.path_of(&parent) else {
+            return Err(err(path, "leads outside the container root"));
+        };
         let name = cstr(c)?;
+        // A dangling symlink: create what it points to instead.
+        let mut buf = [0u8; 4096];
+        // SAFETY: readlinkat on a directory fd we own, one path component,
+        // into a buffer of the size we pass.
+        let n = unsafe {
+            libc::readlinkat(
+                parent.as_raw_fd(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n > 0 {
+            let target = String::from_utf8_lossy(&buf[..n as usize]).into_owned();
+            let base = if target.starts_with('/') {
+                target
+            } else {
+                format!("{}/{target}", at.trim_end_matches('/'))
+            };
+            let rest = comps[i + 1..].join("/");
+            let next = if rest.is_empty() {
+                base
+            } else {
+                format!("{base}/{rest}")
+            };
+            return mount_point_hops(root, &next, dir, hops + 1);
+        }
+        let top = at.split('/').find(|c| !c.is_empty());
+        if matches!(top, Some("dev" | "sys" | "proc")) {
+            return Err(err(
+                path,
+                format!("{prefix} does not exist, and podc does not create mount points in /dev, /sys or /proc (they are the host's)"),
+            ));
+        }
         let last = i + 1 == comps.len();
         // SAFETY: *at calls on a directory fd we own, with one path
         // component (no '/'), so nothing is resolved but `name` itself.
@@ -240,24 +306,108 @@ fn do_mount(
     mount(src, target, fstype, flags, data).map_err(io::Error::from)
 }
 
-/// Bind `src` (a host path) at `dst` inside the root, recursively.
-fn bind(root: &OwnedFd, src: &str, dst: &str, read_only_too: bool) -> io::Result<()> {
+/// Bind `src` (a host path) at `dst` inside the root, recursively, and
+/// read-only with `read_only_too`. The tree is cloned detached
+/// (`open_tree`), made read-only while detached, then moved onto the mount
+/// point fd: it is never writable at `dst`, and `dst` is not looked up a
+/// second time (a sibling container sharing a volume above it cannot swap
+/// it for a symlink in between).
+fn bind(root: &Root, src: &str, dst: &str, read_only_too: bool) -> io::Result<()> {
     let is_dir = std::fs::metadata(src).map_err(|e| err(src, e))?.is_dir();
     let target = mount_point(root, dst, is_dir)?;
-    do_mount(
-        Some(src),
-        &fd_path(&target),
-        None,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None,
-    )
-    .map_err(|e| err(format!("bind {src} on {dst}"), e))?;
+    bind_at(src, &target, dst, read_only_too)
+}
+
+/// [`bind`] onto an opened mount point.
+fn bind_at(src: &str, target: &OwnedFd, dst: &str, read_only_too: bool) -> io::Result<()> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    let c_src = cstr(src)?;
+    // SAFETY: open_tree with a NUL-terminated path; returns a new fd.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c_src.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE as libc::c_uint,
+        )
+    };
+    if tree < 0 {
+        return Err(err(
+            format!("bind {src} on {dst}"),
+            io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: a new fd we own.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
     if read_only_too {
-        // The fd names the mount point under the new mount: reopen.
-        let top = open_in_root(root, dst).map_err(|e| err(dst, e))?;
-        read_only(&top, true).map_err(|e| err(format!("read-only {dst}"), e))?;
+        read_only(&tree, true).map_err(|e| err(format!("read-only {dst}"), e))?;
+    }
+    // SAFETY: move_mount between two fds we own, with empty paths.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if r != 0 {
+        return Err(err(
+            format!("bind {src} on {dst}"),
+            io::Error::last_os_error(),
+        ));
     }
     Ok(())
+}
+
+/// The root's own `/NAME` for an API file system (`proc`, `dev`, `sys`,
+/// `run`), created when the image lacks it. It must be a real directory:
+/// a symlink there (to a volume's mount path, say) could hide what podc
+/// mounts under something the container controls.
+fn api_dir(root: &Root, name: &str) -> io::Result<OwnedFd> {
+    let c = cstr(name)?;
+    // SAFETY: *at calls on the root's fd with one path component.
+    let fd = unsafe {
+        let mut fd = libc::openat(
+            root.fd.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        );
+        if fd < 0 && *libc::__errno_location() == libc::ENOENT {
+            libc::mkdirat(root.fd.as_raw_fd(), c.as_ptr(), 0o755);
+            fd = libc::openat(
+                root.fd.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            );
+        }
+        fd
+    };
+    if fd < 0 {
+        return Err(err(
+            format!("/{name} in the container root"),
+            io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: a new fd we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: fstat on an fd we own (O_PATH fds allow it); with
+    // O_NOFOLLOW a symlink's fd is the link itself (S_IFLNK).
+    let is_dir = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fstat(fd.as_raw_fd(), &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFDIR
+    };
+    if !is_dir {
+        return Err(err(
+            format!("/{name}"),
+            "is not a directory in the image; podc mounts the container's own there",
+        ));
+    }
+    Ok(fd)
 }
 
 /// The overlay options for the prepared container directory `dir`:
@@ -366,26 +516,24 @@ pub fn setup(cfg: &RootConfig) -> io::Result<()> {
         )
         .map_err(|e| err(format!("bind {}/rootfs", dir.display()), e))?,
     }
-    let root: OwnedFd = std::fs::File::open(dir.join("rootfs"))
-        .map_err(|e| err(format!("{}/rootfs", dir.display()), e))?
-        .into();
+    let root = Root::open(&dir.join("rootfs"))?;
 
     // 3. API file systems
     let nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let proc_dir = mount_point(&root, "/proc", true)?;
+    let proc_dir = api_dir(&root, "proc")?;
     if cfg.host_proc {
         do_mount(Some("proc"), &fd_path(&proc_dir), Some("proc"), nodev, none)
             .map_err(|e| err("mount /proc", e))?;
     }
     drop(proc_dir);
-    bind(&root, "/dev", "/dev", false)?;
+    bind_at("/dev", &api_dir(&root, "dev")?, "/dev", false)?;
     if cfg.mqueue {
         let mq = mount_point(&root, "/dev/mqueue", true)?;
         do_mount(Some("mqueue"), &fd_path(&mq), Some("mqueue"), nodev, none)
             .map_err(|e| err("mount /dev/mqueue", e))?;
     }
-    bind(&root, "/sys", "/sys", cfg.read_only_sys)?;
-    let run = mount_point(&root, "/run", true)?;
+    bind_at("/sys", &api_dir(&root, "sys")?, "/sys", cfg.read_only_sys)?;
+    let run = api_dir(&root, "run")?;
     do_mount(
         Some("tmpfs"),
         &fd_path(&run),
@@ -489,6 +637,22 @@ mod tests {
     }
 
     #[test]
+    fn api_file_systems_go_on_real_directories() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().join("root");
+        std::fs::create_dir_all(r.join("data/p")).unwrap();
+        std::os::unix::fs::symlink("/data/p", r.join("proc")).unwrap();
+        std::fs::write(r.join("sys"), b"").unwrap();
+        let root = Root::open(&r).unwrap();
+        for name in ["proc", "sys"] {
+            let e = api_dir(&root, name).unwrap_err();
+            assert!(e.to_string().contains("is not a directory"), "{e}");
+        }
+        api_dir(&root, "dev").unwrap();
+        assert!(r.join("dev").is_dir(), "a missing one is created");
+    }
+
+    #[test]
     fn mount_points_stay_inside_the_root() {
         let t = tempfile::tempdir().unwrap();
         let r = t.path().join("root");
@@ -502,26 +666,44 @@ mod tests {
         std::os::unix::fs::symlink("/data", r.join("abs")).unwrap();
         std::os::unix::fs::symlink("../../../outside", r.join("etc/rel")).unwrap();
         std::os::unix::fs::symlink(&outside, r.join("dangling")).unwrap();
-        let root: OwnedFd = std::fs::File::open(&r).unwrap().into();
+        let root = Root::open(&r).unwrap();
         mount_point(&root, "/abs/x", false).unwrap();
         mount_point(&root, "/etc/rel/y", true).unwrap();
         mount_point(&root, "/../../z", true).unwrap();
         assert!(r.join("data/x").is_file());
         assert!(r.join("outside/y").is_dir());
         assert!(r.join("z").is_dir());
-        // a link to a place the root does not have is an error, not a
-        // way out
-        let e = mount_point(&root, "/dangling/w", true).unwrap_err();
-        assert!(e.to_string().contains("/dangling"), "{e}");
+        // a link to a place the root does not have is followed inside the
+        // root, and its target made there, as runc does
+        mount_point(&root, "/dangling/w", true).unwrap();
+        assert!(r
+            .join(outside.strip_prefix("/").unwrap())
+            .join("w")
+            .is_dir());
+        std::os::unix::fs::symlink("../run/resolve/stub.conf", r.join("etc/resolv.conf")).unwrap();
+        mount_point(&root, "/etc/resolv.conf", false).unwrap();
+        assert!(r.join("run/resolve/stub.conf").is_file());
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
-        // nothing is created where the host's /dev or /sys are bound
+        // nothing is created in /dev, /sys or /proc: not as written, and
+        // not through a symlink that leads there
         std::fs::create_dir_all(r.join("dev")).unwrap();
-        let e = mount_point(&root, "/dev/nope", true).unwrap_err();
-        assert!(
-            e.to_string().contains("does not create mount points"),
-            "{e}"
-        );
-        assert!(!r.join("dev/nope").exists());
+        for p in ["/dev/nope", "/sys/nope/deeper"] {
+            let e = mount_point(&root, p, true).unwrap_err();
+            assert!(
+                e.to_string().contains("does not create mount points"),
+                "{e}"
+            );
+        }
+        std::os::unix::fs::symlink("/dev", r.join("devlink")).unwrap();
+        std::os::unix::fs::symlink("/dev/nope2", r.join("etc/dangling-into-dev")).unwrap();
+        for p in ["/devlink/nope", "/etc/dangling-into-dev"] {
+            let e = mount_point(&root, p, false).unwrap_err();
+            assert!(
+                e.to_string().contains("does not create mount points"),
+                "{e}"
+            );
+        }
+        assert_eq!(std::fs::read_dir(r.join("dev")).unwrap().count(), 0);
         // an existing mount point is opened, not replaced
         std::fs::write(r.join("etc/hosts"), b"keep").unwrap();
         mount_point(&root, "/etc/hosts", false).unwrap();

@@ -32,10 +32,11 @@
 //!    container. A plain fork would not do: when the joiner exits, its child
 //!    would be reparented to the PID namespace's init (the pod's pause), and
 //!    systemd would never learn the exit status.
-//!    Without `$NOTIFY_SOCKET` (a `Type=forking` unit of an older podc) the
-//!    joiner stops the child and exits once it is stopped; the unit's first
-//!    `ExecStartPost=` (`podc-pause release ${MAINPID}`) continues it, after
-//!    `GuessMainPID=` adopted it.
+//!    Without `$NOTIFY_SOCKET` (a `Type=forking` unit of an older podc,
+//!    which has no `--rootfs`) the joiner stops the child and exits once it
+//!    is stopped; the unit's first `ExecStartPost=` (`podc-pause release
+//!    ${MAINPID}`) continues it, after `GuessMainPID=` adopted it. With
+//!    `--rootfs` a PID namespace needs `Type=notify`.
 //! 3. In a new or joined PID namespace, mount the container's `/proc`; the
 //!    child does this since a procfs instance belongs to its mounter's PID
 //!    ns. The paths that container runtimes keep read-only (`/proc/sys`,
@@ -486,11 +487,21 @@ pub fn run(cfg: &JoinConfig) -> i32 {
         }
         _ => None,
     };
+    if cfg.root.is_some() && notify.is_none() && !cfg.wait && cfg.pid != PidNs::Keep {
+        // The Type=forking hand-over watches /proc/PID/stat, which the
+        // container's root does not have yet at that point.
+        return fail(
+            "container root",
+            "--rootfs with a PID namespace needs a Type=notify unit ($NOTIFY_SOCKET)",
+        );
+    }
+    // Privileged containers keep a writable /proc/sys, as in Kubernetes.
+    let ro_proc = cfg.root.as_ref().is_none_or(|r| r.read_only_sys);
     if let Some(root) = &cfg.root {
         if let Err(e) = container_root::setup(root) {
             return fail("container root", e);
         }
-        if root.host_proc {
+        if root.host_proc && ro_proc {
             for p in READONLY_PROC {
                 if let Err(e) = bind_readonly(p) {
                     return fail(&format!("read-only {p}"), e);
@@ -608,7 +619,7 @@ pub fn run(cfg: &JoinConfig) -> i32 {
             if let Err(e) = mount(Some("proc"), "/proc", Some("proc"), flags, None::<&str>) {
                 return fail("mount /proc", e);
             }
-            for p in READONLY_PROC {
+            for p in READONLY_PROC.iter().filter(|_| ro_proc) {
                 if let Err(e) = bind_readonly(p) {
                     return fail(&format!("read-only {p}"), e);
                 }
@@ -688,10 +699,17 @@ fn bind_readonly(path: &str) -> nix::Result<()> {
 /// process keeps its effective set (it still needs CAP_SETUID to drop to
 /// the user); the exec'd command cannot gain the dropped ones.
 fn limit_bounding_set(keep: &[u32]) -> std::io::Result<()> {
-    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(CAPABILITIES.len() as u32 - 1);
+    // The kernel's last capability, asked of the kernel: never of a file,
+    // since /proc here is the container's view (an image or a container
+    // could put its own cap_last_cap there, and a 0 would keep them all).
+    // PR_CAPBSET_READ fails with EINVAL past the last one.
+    let mut last = 0u32;
+    // SAFETY: prctl with integer arguments only.
+    while last < 63
+        && unsafe { libc::prctl(libc::PR_CAPBSET_READ, (last + 1) as libc::c_ulong, 0, 0, 0) } >= 0
+    {
+        last += 1;
+    }
     for cap in 0..=last {
         if keep.contains(&cap) {
             continue;

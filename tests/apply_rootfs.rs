@@ -101,3 +101,49 @@ fn a_mount_point_missing_under_dev_is_not_created_on_the_host() -> Result {
     p.sd.sh_ok(&format!("test ! -e /dev/{name}"));
     Ok(())
 }
+
+#[test]
+fn what_the_container_sees_in_proc_cannot_widen_its_capabilities() -> Result {
+    let Some(p) = Podc::boot()? else {
+        return Ok(());
+    };
+    // A volume over /proc/sys/kernel with a cap_last_cap of 0: the joiner
+    // must not believe it (it would then drop no capability at all).
+    p.sd.sh_ok("mkdir -p /srv/fake-kernel && echo 0 > /srv/fake-kernel/cap_last_cap");
+    let mut y = pod_yaml("cap", "  hostPID: true\n", &[("app", "exec sleep 1000")]);
+    y.push_str(
+        "    volumeMounts: [{name: k, mountPath: /proc/sys/kernel}]\n  volumes: [{name: k, hostPath: {path: /srv/fake-kernel, type: Directory}}]\n",
+    );
+    p.manifest("/srv/cap.yaml", &y);
+    let out = p.apply_ok("/srv/cap.yaml", &[]);
+    assert!(out.contains("Running 1/1 ready"), "{out}");
+    let pid = p.prop("podc_default_cap_app.service", "MainPID");
+    let status =
+        p.sd.sh_ok(&format!("grep -E '^Cap(Bnd|Eff):' /proc/{pid}/status"));
+    // containerd's 14 default capabilities (docs/security.md)
+    assert_eq!(
+        status, "CapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb\n",
+        "{status}"
+    );
+    // and an image whose /proc is a symlink does not start at all
+    p.rootfs("lnk", &["app"]);
+    p.sd.sh_ok(
+        "cd /var/lib/podc/pods/default_lnk/containers/app/rootfs && rm -rf proc && mkdir -p data/p && ln -s /data/p proc",
+    );
+    p.manifest(
+        "/srv/lnk.yaml",
+        &pod_yaml(
+            "lnk",
+            "  hostPID: true\n  restartPolicy: Never\n",
+            &[("app", "exec sleep 1000")],
+        ),
+    );
+    let out = p.apply("/srv/lnk.yaml", &[]);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        show(&out).contains("/proc: is not a directory in the image"),
+        "{}",
+        show(&out)
+    );
+    Ok(())
+}
