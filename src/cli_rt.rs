@@ -356,22 +356,23 @@ fn ensure_images(root: &Path, validated: &podc::validate::Validated) -> Result<(
 }
 
 pub fn apply(root: &Path, mut a: ApplyArgs) -> ExitCode {
-    let sd = if a.dry_run {
-        None
-    } else {
-        match a.rt.connect() {
-            Ok(s) => Some(s),
-            Err(e) => return usage(&e),
-        }
-    };
+    let sd = (!a.dry_run).then(|| a.rt.connect());
     // Compile for the systemd that runs the pods, as its manager says.
     if a.target.systemd_version.is_none() {
-        a.target.systemd_version = sd.as_ref().and_then(|s| s.manager_version().ok().flatten());
+        a.target.systemd_version = sd
+            .as_ref()
+            .and_then(|s| s.as_ref().ok())
+            .and_then(|s| s.manager_version().ok().flatten());
     }
-    // --dry-run touches nothing, the image store included.
+    // --dry-run touches nothing, the image store included. Manifest errors
+    // are reported even when systemd cannot be reached.
     let pods = match desired(root, &a.files, &a.build, &a.target, !a.dry_run) {
         Ok(p) => p,
         Err(c) => return c,
+    };
+    let sd = match sd.transpose() {
+        Ok(s) => s,
+        Err(e) => return usage(&e),
     };
     let paths = a.rt.paths(root);
     let opts = Options {
