@@ -476,7 +476,7 @@ pub fn run(cfg: &JoinConfig) -> i32 {
     // Handed to systemd (Type=notify), see the module doc. The socket is
     // connected now: its path is not reachable from the container's root.
     let notify = match std::env::var_os("NOTIFY_SOCKET") {
-        Some(path) if !cfg.wait && cfg.pid != PidNs::Keep => {
+        Some(path) if !cfg.wait => {
             // Not the container's: it must not talk to systemd about the
             // unit, and Kubernetes containers do not see it.
             std::env::remove_var("NOTIFY_SOCKET");
@@ -660,6 +660,14 @@ pub fn run(cfg: &JoinConfig) -> i32 {
         Ok(a) => a,
         Err(e) => return fail("argument", e),
     };
+    // In the host PID namespace this process is the main process and
+    // execs the command itself (`Type=notify`): tell systemd the container
+    // is set up, so a failed setup fails the start instead of following it.
+    if let (Some(sock), PidNs::Keep) = (&notify, &cfg.pid) {
+        if let Err(e) = sock.send(b"READY=1") {
+            return fail("notify systemd", e);
+        }
+    }
     let e = execvp(&argv[0], &argv).unwrap_err();
     fail(&format!("exec {:?}", argv[0]), e)
 }

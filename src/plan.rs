@@ -1397,10 +1397,12 @@ fn container_ctx(
         .map(|_| vec![helper.clone(), "oom-check".to_string()]);
 
     // Restart policy.
-    // With its own or the pod's PID namespace, the joiner hands the command
-    // to systemd as a child of PID 1, names it with MAINPID= and exits:
-    // Type=notify.
-    let long_running = if pid != Pid::Host { "notify" } else { "exec" };
+    // Type=notify: with its own or the pod's PID namespace, the joiner
+    // hands the command to systemd as a child of PID 1, names it with
+    // MAINPID= and exits; in the host's, it says READY=1 once the
+    // container is set up and execs the command itself. Either way a
+    // setup that fails fails the start.
+    let long_running = "notify";
     let (service_type, restart_str, remain) = match role {
         "init" => (
             "oneshot",
