@@ -413,7 +413,7 @@ fn api_dir(root: &Root, name: &str) -> io::Result<OwnedFd> {
 /// The overlay options for the prepared container directory `dir`:
 /// `lowerdir=l/0:l/1,upperdir=upper,workdir=work`, or `None` for a
 /// provisioned `rootfs/` (no `l/`).
-fn overlay_options(dir: &Path) -> io::Result<Option<String>> {
+pub(crate) fn overlay_options(dir: &Path) -> io::Result<Option<String>> {
     let links = dir.join("l");
     let entries = match std::fs::read_dir(&links) {
         Ok(e) => e,
@@ -449,7 +449,7 @@ fn provisioned(dir: &Path) -> bool {
 /// writable layer and the `l/N` links. A layer that is gone from the store
 /// (the image was removed since the build) fails the start with
 /// Kubernetes' reason for a missing image.
-fn fresh_layer(dir: &Path, layers: &[PathBuf]) -> io::Result<()> {
+pub(crate) fn fresh_layer(dir: &Path, layers: &[PathBuf]) -> io::Result<()> {
     for l in layers {
         if !l.is_dir() {
             return Err(err(

@@ -69,7 +69,6 @@ pub fn prepare_all(containers: &[(PathBuf, String)], fallback_root: &Path) -> Re
     for (dir, image) in containers {
         if let Some(r) = container_rootfs(dir, image, fallback_root, &mut store)? {
             r.prepare().map_err(|e| format!("{e:#}"))?;
-            r.mount_options().map_err(|e| format!("{e:#}"))?;
         }
     }
     Ok(())

@@ -4,7 +4,7 @@
 
 use super::store::Image;
 use super::unpack::{is_opaque, is_whiteout};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use nix::libc;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -119,7 +119,9 @@ impl ContainerRootfs {
     }
 
     /// Creates a fresh, empty writable layer (throwing away a previous one:
-    /// a recreated pod starts from the image) and the mount point.
+    /// a recreated pod starts from the image), the mount point, and the
+    /// `l/N` links to the layers that the mount options name: the same
+    /// layout the joiner makes (`crate::container_root`).
     pub fn prepare(&self) -> Result<()> {
         if is_mountpoint(&self.target) {
             bail!(
@@ -127,17 +129,21 @@ impl ContainerRootfs {
                 self.target.display()
             );
         }
-        for d in [&self.upper, &self.work] {
-            if d.exists() {
-                fs::remove_dir_all(d)
-                    .with_context(|| format!("removing old writable layer {}", d.display()))?;
-            }
+        crate::container_root::fresh_layer(&self.dir()?, &self.lower)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// The container directory: `target`'s parent, which holds `upper/`,
+    /// `work/` and `l/` beside it ([`ContainerRootfs::new`]).
+    fn dir(&self) -> Result<PathBuf> {
+        let dir = self.target.parent().map(Path::to_path_buf);
+        match dir {
+            Some(d) if self.upper == d.join("upper") && self.work == d.join("work") => Ok(d),
+            _ => bail!(
+                "{}: the writable layer must be beside the mount point (upper/, work/)",
+                self.target.display()
+            ),
         }
-        for d in [&self.upper, &self.work, &self.target] {
-            fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-        }
-        fs::set_permissions(&self.work, fs::Permissions::from_mode(0o700))?;
-        Ok(())
     }
 
     /// The overlayfs mount options.
@@ -212,50 +218,23 @@ impl ContainerRootfs {
     }
 
     /// The directory that [`ContainerRootfs::mount`] mounts from and its
-    /// options relative to it: `lowerdir=l/0:l/1,upperdir=upper,workdir=work`.
-    /// Creates `l/` (replacing an old one) with one symlink per layer.
-    /// Falls back to absolute paths for an upper or work directory that is
-    /// not beside the mount point.
+    /// options relative to it (`lowerdir=l/0:l/1,upperdir=upper,workdir=work`),
+    /// as [`ContainerRootfs::prepare`] laid it out.
     pub fn mount_options(&self) -> Result<(PathBuf, String)> {
-        let Some(dir) = self.target.parent().map(Path::to_path_buf) else {
-            bail!("{} has no parent directory", self.target.display());
-        };
-        if self.lower.is_empty() {
-            bail!("an overlay needs at least one lower layer");
-        }
-        let links = dir.join("l");
-        if links.symlink_metadata().is_ok() {
-            fs::remove_dir_all(&links)
-                .with_context(|| format!("removing old {}", links.display()))?;
-        }
-        fs::create_dir(&links).with_context(|| format!("creating {}", links.display()))?;
-        let mut lowers = Vec::with_capacity(self.lower.len());
-        for (i, layer) in self.lower.iter().enumerate() {
-            std::os::unix::fs::symlink(layer, links.join(i.to_string()))
-                .with_context(|| format!("linking layer {}", layer.display()))?;
-            lowers.push(format!("l/{i}"));
-        }
-        let near = |p: &Path, name: &str| -> Result<String> {
-            if p.parent() == Some(dir.as_path()) && p.file_name() == Some(name.as_ref()) {
-                Ok(name.to_string())
-            } else {
-                overlay_escape(p)
-            }
-        };
-        let s = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lowers.join(":"),
-            near(&self.upper, "upper")?,
-            near(&self.work, "work")?
-        );
-        if s.len() > MAX_MOUNT_OPTIONS {
+        let dir = self.dir()?;
+        let opts = crate::container_root::overlay_options(&dir)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .ok_or_else(|| {
+                anyhow::anyhow!("{}: no layer links; prepare it first", dir.display())
+            })?;
+        if opts.len() > MAX_MOUNT_OPTIONS {
             bail!(
                 "overlay mount options are {} bytes, more than the kernel's {MAX_MOUNT_OPTIONS}: too many layers ({})",
-                s.len(),
+                opts.len(),
                 self.lower.len()
             );
         }
-        Ok((dir, s))
+        Ok((dir, opts))
     }
 
     /// Unmounts `target`.
