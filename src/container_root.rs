@@ -552,16 +552,15 @@ pub fn setup(cfg: &RootConfig) -> io::Result<()> {
     }
 
     // 5. readOnlyRootFilesystem: the root mount only, not what is on it
+    // (`root.fd` was opened after the root was mounted: it is that mount.)
     if cfg.read_only_root {
-        let top = open_in_root(&root, "/")?;
-        read_only(&top, false).map_err(|e| err("read-only root", e))?;
+        read_only(&root.fd, false).map_err(|e| err("read-only root", e))?;
     }
 
     // 6. pivot_root(".", "."): the old root ends up on top of the new
     // one, so it can be detached without a directory to put it in.
-    let top = open_in_root(&root, "/")?;
     // SAFETY: fchdir to a directory fd we own.
-    if unsafe { libc::fchdir(top.as_raw_fd()) } != 0 {
+    if unsafe { libc::fchdir(root.fd.as_raw_fd()) } != 0 {
         return Err(err("chdir to the root", io::Error::last_os_error()));
     }
     let dot: &CStr = c".";
