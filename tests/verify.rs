@@ -16,11 +16,17 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Whether `systemd-analyze` runs here. With `PODC_REQUIRE_SYSTEM_TESTS=1`
+/// (`.ci/run`) its absence fails the test instead of skipping it.
 fn have_systemd_analyze() -> bool {
-    Command::new("systemd-analyze")
+    let ok = Command::new("systemd-analyze")
         .arg("--version")
         .output()
-        .is_ok_and(|o| o.status.success())
+        .is_ok_and(|o| o.status.success());
+    if !ok && std::env::var_os("PODC_REQUIRE_SYSTEM_TESTS").is_some_and(|v| v != "0") {
+        panic!("PODC_REQUIRE_SYSTEM_TESTS is set, but systemd-analyze is not installed");
+    }
+    ok
 }
 
 fn copy_dir(from: &Path, to: &Path) {

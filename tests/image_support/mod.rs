@@ -16,9 +16,14 @@ pub fn is_root() -> bool {
 }
 
 /// Says why a test is skipped, on the real stderr (not captured by the
-/// test harness, so the reason shows in a normal `cargo test` run).
+/// test harness, so the reason shows in a normal `cargo test` run). With
+/// `PODC_REQUIRE_SYSTEM_TESTS=1` (set by `.ci/run`) a skip is a failure: a
+/// missing package or privilege must not pass as green.
 pub fn skip(why: &str) {
     use std::io::Write;
+    if std::env::var_os("PODC_REQUIRE_SYSTEM_TESTS").is_some_and(|v| v != "0") {
+        panic!("PODC_REQUIRE_SYSTEM_TESTS is set, but this test would be skipped: {why}");
+    }
     let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
 }
 
