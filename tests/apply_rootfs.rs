@@ -120,7 +120,7 @@ fn what_the_container_sees_in_proc_cannot_widen_its_capabilities() -> Result {
     let pid = p.prop("podc_default_cap_app.service", "MainPID");
     let status =
         p.sd.sh_ok(&format!("grep -E '^Cap(Bnd|Eff):' /proc/{pid}/status"));
-    // containerd's 14 default capabilities (docs/security.md)
+    // containerd's 14 default capabilities (docs/security-context.md)
     assert_eq!(
         status, "CapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb\n",
         "{status}"
