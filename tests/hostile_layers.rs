@@ -503,3 +503,317 @@ fn pull_never_chmods_the_host_either() {
     let l = export_listing(&root, &reference);
     assert!(l.iter().any(|x| x.starts_with("a symlink")), "{l:?}");
 }
+
+// ---- limits: what an image may consume ----
+
+/// Writes `<root>/image-limits.json`.
+fn set_limits(root: &Path, json: &str) {
+    std::fs::create_dir_all(root).unwrap();
+    std::fs::write(root.join("image-limits.json"), json).unwrap();
+}
+
+/// Bytes of disk used by everything below `dir`.
+fn disk_usage(dir: &Path) -> u64 {
+    let mut paths = vec![dir.to_path_buf()];
+    paths.extend(tree(dir).into_iter().map(|p| dir.join(p)));
+    paths
+        .iter()
+        .filter_map(|p| std::fs::symlink_metadata(p).ok())
+        .map(|m| m.blocks() * 512)
+        .sum()
+}
+
+/// A store that refused an image is as it was: no image, no layer, no blob,
+/// no staging left, and `podc image check` is clean.
+fn assert_store_empty(root: &Path) {
+    assert!(names_in_ls(root).is_empty());
+    for d in ["images/layers", "images/blobs/sha256", "images/tmp"] {
+        assert_eq!(std::fs::read_dir(root.join(d)).unwrap().count(), 0, "{d}");
+    }
+    run_ok(podc(root).args(["image", "check"]));
+    assert!(disk_usage(&root.join("images")) < 1 << 20);
+}
+
+/// A tar stream of one regular file `zeros` of `size` bytes of zeros, gzip
+/// compressed as concatenated members (podc reads multi-member gzip): the
+/// 16 MiB zero member is compressed once and repeated, so a 2 GiB bomb is
+/// a few MB and built in a moment, never stored uncompressed.
+fn gzip_bomb(name: &str, size: u64) -> Vec<u8> {
+    const CHUNK: u64 = 16 << 20;
+    assert_eq!(size % CHUNK, 0);
+    let gz = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    let mut h = tar::Header::new_gnu();
+    h.set_path(name).unwrap();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    let mut out = gz(h.as_bytes());
+    let zeros = gz(&vec![0u8; CHUNK as usize]);
+    for _ in 0..size / CHUNK {
+        out.extend_from_slice(&zeros);
+    }
+    out.extend(gz(&[0u8; 1024]));
+    out
+}
+
+/// A layer of an image whose diffID is not computed (the bomb is refused
+/// before the diffID would be checked).
+fn bomb_layer(blob: Vec<u8>) -> Layer {
+    Layer {
+        digest: podc::image::Digest::of_bytes(&blob),
+        diff_id: podc::image::Digest::of_bytes(b"not checked"),
+        media_type: Compression::Gzip.layer_media_type(),
+        raw: Vec::new(),
+        blob,
+    }
+}
+
+const SMALL: &str =
+    r#"{"maxLayerSize": "4Mi", "maxImageSize": "6Mi", "maxLayerEntries": 1000, "maxLayers": 3}"#;
+
+fn assert_limit_error(o: &std::process::Output, key: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("over the image limit {key} = "))
+            && err.contains("image-limits.json"),
+        "expected {key} in {err}"
+    );
+    assert_eq!(o.status.code(), Some(1), "{err}");
+}
+
+/// 2 GiB of zeros in ~2 MB of gzip, as a rootfs tarball, in an OCI layout
+/// and from a registry: each stops at the 4 MiB cap with an error naming
+/// it, and leaves the store empty.
+#[test]
+fn gzip_bomb_stops_at_the_layer_cap() {
+    let t = tempfile::tempdir().unwrap();
+    let blob = gzip_bomb("zeros", 2 << 30);
+    assert!(blob.len() < 8 << 20, "{}", blob.len());
+    let f = t.path().join("bomb.tar.gz");
+    std::fs::write(&f, &blob).unwrap();
+    let img = TestImage::new(vec![bomb_layer(blob)], busybox_config());
+    let layout = t.path().join("layout");
+    write_oci_layout(&img, &layout, Some("bomb:1"));
+    let port = serve_image(&img, "bomb/pull");
+    let reference = format!("127.0.0.1:{port}/bomb/pull:1");
+    let runs: Vec<(&str, Vec<std::ffi::OsString>)> = vec![
+        (
+            "rootfs",
+            vec![
+                "import".into(),
+                f.clone().into(),
+                "--name".into(),
+                "b:1".into(),
+            ],
+        ),
+        ("layout", vec!["import".into(), layout.clone().into()]),
+        (
+            "pull",
+            vec!["pull".into(), "--insecure".into(), reference.into()],
+        ),
+    ];
+    for (what, args) in runs {
+        let root = t.path().join(format!("root-{what}"));
+        set_limits(&root, SMALL);
+        let o = run_err(podc(&root).arg("image").args(&args));
+        assert_limit_error(&o, "maxLayerSize");
+        assert_store_empty(&root);
+    }
+}
+
+/// A compressed image archive is staged before its layers are unpacked:
+/// its decompressed size is capped too.
+#[test]
+fn compressed_archive_bomb_stops_at_the_image_cap() {
+    let t = tempfile::tempdir().unwrap();
+    let mut inner = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(2);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    inner.append_data(&mut h, "oci-layout", &b"{}"[..]).unwrap();
+    let mut raw = inner.into_inner().unwrap();
+    // the bomb member follows: drop the end-of-archive blocks of `inner`
+    // and let the bomb's own stream end the archive
+    raw.truncate(1024);
+    let mut blob = compress(&raw, Compression::Gzip);
+    blob.extend(gzip_bomb(
+        &format!("blobs/sha256/{}", "0".repeat(64)),
+        2 << 30,
+    ));
+    let f = t.path().join("archive.tar.gz");
+    std::fs::write(&f, &blob).unwrap();
+    let root = t.path().join("root");
+    set_limits(&root, r#"{"maxImageSize": "4Mi", "maxLayerEntries": 100}"#);
+    let o = run_err(podc(&root).args(["image", "import"]).arg(&f));
+    assert_limit_error(&o, "maxImageSize");
+    assert_store_empty(&root);
+}
+
+/// Bytes actually written are counted, whatever the headers say: a GNU
+/// sparse entry of 1 byte of data and a 64 MiB hole (which unpacks as 64
+/// MiB of zeros) is refused, and no more than the cap reaches the disk.
+#[test]
+fn sparse_entry_counts_what_it_writes() {
+    use podc::image::limits::Limits;
+    use podc::image::unpack::{unpack_layer, LayerCaps};
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_path("sparse").unwrap();
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_size(1);
+    {
+        let g = h.as_gnu_mut().unwrap();
+        g.sparse[0].set_offset(64 << 20);
+        g.sparse[0].set_length(1);
+        g.set_real_size((64 << 20) + 1);
+    }
+    h.set_cksum();
+    b.append(&h, &b"x"[..]).unwrap();
+    let data = b.into_inner().unwrap();
+    let limits = Limits {
+        max_layer_size: 4 << 20,
+        ..Limits::default()
+    };
+    let t = tempfile::tempdir().unwrap();
+    let caps = LayerCaps {
+        limits: &limits,
+        image_left: u64::MAX,
+    };
+    let e = unpack_layer(&data[..], t.path(), &caps).unwrap_err();
+    assert!(format!("{e:#}").contains("maxLayerSize"), "{e:#}");
+    let written = std::fs::metadata(t.path().join("sparse")).unwrap().len();
+    assert!(written <= 4 << 20, "{written}");
+    // the same entry under a cap it fits in unpacks whole
+    let t2 = tempfile::tempdir().unwrap();
+    let limits = Limits::default();
+    let caps = LayerCaps {
+        limits: &limits,
+        image_left: u64::MAX,
+    };
+    let s = unpack_layer(&data[..], t2.path(), &caps).unwrap();
+    assert_eq!(s.size, (64 << 20) + 1);
+}
+
+/// Hard links add no bytes; the image cap adds the layers up.
+#[test]
+fn hardlinks_do_not_count_and_layers_add_up() {
+    let t = tempfile::tempdir().unwrap();
+    let big = noise(3 << 20, 7);
+    let mut entries = vec![dir("./", 0o755), file("big", 0o644, &big)];
+    for i in 0..20 {
+        entries.push(hardlink(&format!("h{i}"), "big"));
+    }
+    let f = t.path().join("links.tar");
+    std::fs::write(&f, layer_tar(&entries)).unwrap();
+    let root = t.path().join("root");
+    set_limits(&root, SMALL);
+    run_ok(
+        podc(&root)
+            .args(["image", "import"])
+            .arg(&f)
+            .args(["--name", "links:1"]),
+    );
+    // two layers of 3 MiB each: under maxLayerSize, over maxImageSize (6 MiB)
+    let two = TestImage::new(
+        vec![
+            layer(&[file("a", 0o644, &noise(3 << 20, 1))], Compression::Gzip),
+            layer(
+                &[file("b", 0o644, &noise((3 << 20) + 1, 2))],
+                Compression::Gzip,
+            ),
+        ],
+        busybox_config(),
+    );
+    let layout = t.path().join("two");
+    write_oci_layout(&two, &layout, Some("two:1"));
+    let before = tree(&root.join("images"));
+    let o = run_err(podc(&root).args(["image", "import"]).arg(&layout));
+    assert_limit_error(&o, "maxImageSize");
+    assert_eq!(tree(&root.join("images")), before);
+    assert_eq!(names_in_ls(&root).len(), 1);
+}
+
+/// `maxLayerEntries` entries pass, one more fails; `maxLayers` layers pass,
+/// one more fails (before anything is unpacked).
+#[test]
+fn entry_and_layer_counts_are_capped() {
+    let t = tempfile::tempdir().unwrap();
+    let many =
+        |n: usize| -> Vec<Entry> { (0..n).map(|i| file(&format!("f{i}"), 0o644, b"")).collect() };
+    let root = t.path().join("root");
+    set_limits(&root, SMALL);
+    for (n, ok) in [(1000, true), (1001, false)] {
+        let f = t.path().join(format!("many-{n}.tar"));
+        std::fs::write(&f, layer_tar(&many(n))).unwrap();
+        let mut c = podc(&root);
+        c.args(["image", "import"])
+            .arg(&f)
+            .args(["--name", &format!("many:{n}")]);
+        if ok {
+            run_ok(&mut c);
+        } else {
+            assert_limit_error(&run_err(&mut c), "maxLayerEntries");
+        }
+    }
+    for (n, ok) in [(3, true), (4, false)] {
+        let layers = (0..n)
+            .map(|i| layer(&[file(&format!("l{i}"), 0o644, b"x")], Compression::None))
+            .collect();
+        let img = TestImage::new(layers, busybox_config());
+        let layout = t.path().join(format!("layers-{n}"));
+        write_oci_layout(&img, &layout, Some(&format!("layers:{n}")));
+        let mut c = podc(&root);
+        c.args(["image", "import"]).arg(&layout);
+        if ok {
+            run_ok(&mut c);
+        } else {
+            let before = tree(&root.join("images"));
+            assert_limit_error(&run_err(&mut c), "maxLayers");
+            assert_eq!(tree(&root.join("images")), before);
+        }
+    }
+    assert_eq!(names_in_ls(&root).len(), 2);
+    assert_eq!(
+        std::fs::read_dir(root.join("images/tmp")).unwrap().count(),
+        0
+    );
+}
+
+/// The defaults are what docs/images.md says they are.
+#[test]
+fn default_limits_are_the_documented_ones() {
+    let t = tempfile::tempdir().unwrap();
+    let l = podc::image::limits::Limits::load(t.path()).unwrap();
+    assert_eq!(
+        (
+            l.max_layer_size,
+            l.max_image_size,
+            l.max_layer_entries,
+            l.max_layers
+        ),
+        (8 << 30, 16 << 30, 1_000_000, 128)
+    );
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/images.md")).unwrap();
+    for row in [
+        "| `maxLayerSize` | `8Gi` |",
+        "| `maxImageSize` | `16Gi` |",
+        "| `maxLayerEntries` | `1000000` |",
+        "| `maxLayers` | `128` |",
+    ] {
+        assert!(doc.contains(row), "docs/images.md lacks {row:?}");
+    }
+}

@@ -21,6 +21,7 @@
 //! The tar stream is read entry by entry; file contents are copied with a
 //! fixed buffer, so memory does not grow with the layer size.
 
+use super::limits::Limits;
 use anyhow::{anyhow, bail, Context, Result};
 use rustix::fs::{
     self, AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags,
@@ -34,6 +35,39 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+/// What one layer may consume: the store's [`Limits`] and what is left of
+/// the image's unpacked-size budget (the layers before it used the rest).
+pub struct LayerCaps<'a> {
+    pub limits: &'a Limits,
+    pub image_left: u64,
+}
+
+impl LayerCaps<'_> {
+    /// Fails when a layer whose files add up to `size` bytes is over a cap.
+    /// Counts bytes actually written, whatever the tar headers claim.
+    fn check_size(&self, size: u64) -> Result<()> {
+        let l = self.limits;
+        if size > l.max_layer_size {
+            let what = format!("the layer unpacks to more than {} bytes", l.max_layer_size);
+            return Err(l.exceeded("maxLayerSize", what).into());
+        }
+        if size > self.image_left {
+            let what = format!("the image unpacks to more than {} bytes", l.max_image_size);
+            return Err(l.exceeded("maxImageSize", what).into());
+        }
+        Ok(())
+    }
+
+    fn check_entries(&self, entries: u64) -> Result<()> {
+        let l = self.limits;
+        if entries > l.max_layer_entries {
+            let what = format!("the layer has more than {} entries", l.max_layer_entries);
+            return Err(l.exceeded("maxLayerEntries", what).into());
+        }
+        Ok(())
+    }
+}
 
 /// What unpacking one layer produced.
 #[derive(Debug, Default, Clone, Copy)]
@@ -497,7 +531,8 @@ fn entry_meta<R: Read>(e: &mut tar::Entry<'_, R>, shown: &str) -> Result<Meta> {
 }
 
 /// The state of one layer being unpacked.
-struct Unpacker {
+struct Unpacker<'a> {
+    caps: &'a LayerCaps<'a>,
     root: OwnedFd,
     is_root: bool,
     stats: UnpackStats,
@@ -505,7 +540,7 @@ struct Unpacker {
     buf: Vec<u8>,
 }
 
-impl Unpacker {
+impl Unpacker<'_> {
     /// Opens the parent of `rel` (creating missing directories).
     fn parent(&mut self, rel: &Path, shown: &str) -> Result<OwnedFd> {
         let mut created = Vec::new();
@@ -616,6 +651,7 @@ impl Unpacker {
             if n == 0 {
                 break;
             }
+            self.caps.check_size(self.stats.size + n as u64)?;
             f.write_all(&self.buf[..n])
                 .with_context(|| format!("writing {shown:?}"))?;
             self.stats.size += n as u64;
@@ -688,12 +724,14 @@ fn whiteout(dir: BorrowedFd<'_>, wh: &[u8], shown: &str) -> Result<()> {
 
 /// Unpacks the (already decompressed) tar stream `reader` into `dest`, an
 /// existing empty directory. Fails on the first unsafe or unreadable entry;
-/// the caller discards `dest` then.
-pub fn unpack_layer<R: Read>(reader: R, dest: &Path) -> Result<UnpackStats> {
+/// the caller discards `dest` then. Fails as soon as the layer goes over one
+/// of `caps`, having written no more than the cap allows.
+pub fn unpack_layer<R: Read>(reader: R, dest: &Path, caps: &LayerCaps) -> Result<UnpackStats> {
     let root = fs::open(dest, dir_flags(), Mode::empty())
         .map_err(rustix_err)
         .with_context(|| format!("opening {}", dest.display()))?;
     let mut u = Unpacker {
+        caps,
         root,
         is_root: rustix::process::geteuid().is_root(),
         stats: UnpackStats::default(),
@@ -704,6 +742,7 @@ pub fn unpack_layer<R: Read>(reader: R, dest: &Path) -> Result<UnpackStats> {
     for entry in ar.entries().context("reading layer tar")? {
         let mut e = entry.context("reading layer tar entry")?;
         u.stats.entries += 1;
+        caps.check_entries(u.stats.entries)?;
         u.entry(&mut e)?;
     }
     let Unpacker {
