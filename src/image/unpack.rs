@@ -571,17 +571,7 @@ impl Unpacker<'_> {
         use tar::EntryType as T;
         match etype {
             T::Directory => {
-                let id = match clear(dir.as_fd(), name, true)? {
-                    Some(id) => id,
-                    None => {
-                        fs::mkdirat(&dir, name, Mode::from_raw_mode(0o755))
-                            .map_err(rustix_err)
-                            .with_context(|| format!("creating {shown:?}"))?;
-                        let fd = fs::openat(&dir, name, dir_flags(), Mode::empty())
-                            .map_err(rustix_err)?;
-                        dir_id(fd.as_fd())?
-                    }
-                };
+                let id = directory(dir.as_fd(), name, &shown)?;
                 self.deferred.explicit(rel, id, meta);
             }
             T::Regular | T::Continuous | T::GNUSparse => {
@@ -600,20 +590,7 @@ impl Unpacker<'_> {
             }
             T::Link => self.hardlink(e, dir.as_fd(), &rel, &shown)?,
             T::Char | T::Block | T::Fifo => {
-                let h = e.header();
-                let (kind, dev) = match etype {
-                    T::Char | T::Block => {
-                        let major = h.device_major().ok().flatten().unwrap_or(0);
-                        let minor = h.device_minor().ok().flatten().unwrap_or(0);
-                        let k = if etype == T::Char {
-                            FileType::CharacterDevice
-                        } else {
-                            FileType::BlockDevice
-                        };
-                        (k, fs::makedev(major, minor))
-                    }
-                    _ => (FileType::Fifo, 0),
-                };
+                let (kind, dev) = node_kind(e.header());
                 clear(dir.as_fd(), name, false)?;
                 mknod(dir.as_fd(), name, kind, meta.mode, dev)?;
                 apply_meta_at(dir.as_fd(), name, &meta, self.is_root, false)?;
@@ -697,6 +674,30 @@ impl Unpacker<'_> {
         fs::linkat(&t_dir, t_name, dir, name, AtFlags::empty())
             .map_err(rustix_err)
             .with_context(|| format!("linking {shown:?} to {shown_t:?}"))
+    }
+}
+
+/// Makes `name` in `dir` a directory (keeping one that is there) and
+/// returns its identity, for the deferred metadata.
+fn directory(dir: BorrowedFd<'_>, name: &OsStr, shown: &str) -> Result<DirId> {
+    if let Some(id) = clear(dir, name, true)? {
+        return Ok(id);
+    }
+    fs::mkdirat(dir, name, Mode::from_raw_mode(0o755))
+        .map_err(rustix_err)
+        .with_context(|| format!("creating {shown:?}"))?;
+    let fd = fs::openat(dir, name, dir_flags(), Mode::empty()).map_err(rustix_err)?;
+    dir_id(fd.as_fd())
+}
+
+/// The file type and device number of a device or fifo entry.
+fn node_kind(h: &tar::Header) -> (FileType, fs::Dev) {
+    let major = h.device_major().ok().flatten().unwrap_or(0);
+    let minor = h.device_minor().ok().flatten().unwrap_or(0);
+    match h.entry_type() {
+        tar::EntryType::Char => (FileType::CharacterDevice, fs::makedev(major, minor)),
+        tar::EntryType::Block => (FileType::BlockDevice, fs::makedev(major, minor)),
+        _ => (FileType::Fifo, 0),
     }
 }
 
