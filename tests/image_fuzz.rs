@@ -38,7 +38,9 @@ proptest! {
         let t = tempfile::tempdir().unwrap();
         let dest = t.path().join("layer");
         std::fs::create_dir(&dest).unwrap();
-        let r = decompress(std::io::BufReader::new(&data[..])).and_then(|r| unpack_layer(r, &dest));
+        let limits = podc::image::limits::Limits::default();
+        let caps = podc::image::unpack::LayerCaps { limits: &limits, image_left: u64::MAX };
+        let r = decompress(std::io::BufReader::new(&data[..])).and_then(|r| unpack_layer(r, &dest, &caps));
         if let Err(e) = &r {
             let text = format!("{:#}", e);
             prop_assert!(!text.is_empty());

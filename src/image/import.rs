@@ -7,6 +7,7 @@
 //! compressed archive of a layout is first extracted into the store's
 //! staging area.
 
+use super::limits::Capped;
 use super::reference::{Digest, Reference};
 use super::store::{
     ConfigFile, Descriptor, Image, Index, Manifest, Platform, Store, WriteTxn, MAX_JSON,
@@ -269,8 +270,7 @@ impl Store {
                     _ => vec![import_rootfs(&txn, path, name.as_ref())?],
                 }
             } else {
-                let mut ar =
-                    tar::Archive::new(unpack::decompress(BufReader::new(File::open(path)?))?);
+                let mut ar = tar::Archive::new(capped_archive(&txn, path)?);
                 let found = scan(ar.entries().context("reading archive")?).with_context(|| {
                     format!("{} is not a compressed tar archive", path.display())
                 })?;
@@ -284,7 +284,7 @@ impl Store {
                 } else {
                     let dir = txn.tmp_path("archive");
                     fs::create_dir(&dir)?;
-                    extract_archive(path, &dir)?;
+                    extract_archive(&txn, path, &dir)?;
                     let src = DirSource { root: dir };
                     if kind == Kind::OciLayout {
                         import_oci(&txn, &src, name.as_ref())?
@@ -299,10 +299,32 @@ impl Store {
     }
 }
 
+/// The decompressed stream of a compressed image archive, capped: what it
+/// inflates to is staged on disk before its layers are unpacked, so a bomb
+/// must stop at `maxImageSize` (plus tar overhead) like an image does.
+fn capped_archive<'a>(txn: &WriteTxn, path: &Path) -> Result<Capped<Box<dyn Read + 'a>>> {
+    let l = txn.limits()?;
+    let max = l.max_image_size.saturating_add(
+        l.max_layer_entries
+            .saturating_mul(super::limits::STREAM_OVERHEAD_PER_ENTRY),
+    );
+    let what = format!("the archive decompresses to more than {max} bytes");
+    let dec = unpack::decompress(BufReader::new(File::open(path)?))?;
+    Ok(Capped::new(dec, max, l.exceeded("maxImageSize", what)))
+}
+
 /// Extracts the regular files of a (compressed) image archive.
-fn extract_archive(path: &Path, dir: &Path) -> Result<()> {
-    let mut ar = tar::Archive::new(unpack::decompress(BufReader::new(File::open(path)?))?);
-    for e in ar.entries()? {
+fn extract_archive(txn: &WriteTxn, path: &Path, dir: &Path) -> Result<()> {
+    let mut ar = tar::Archive::new(capped_archive(txn, path)?);
+    let limits = txn.limits()?;
+    for (n, e) in ar.entries()?.enumerate() {
+        if n as u64 >= limits.max_layer_entries {
+            let what = format!(
+                "the archive has more than {} entries",
+                limits.max_layer_entries
+            );
+            return Err(limits.exceeded("maxLayerEntries", what).into());
+        }
         let mut e = e?;
         let raw = e.path_bytes().into_owned();
         let Some(rel) = unpack::safe_rel_path(&raw)? else {
@@ -413,6 +435,7 @@ fn import_oci(txn: &WriteTxn, src: &dyn Source, name: Option<&Reference>) -> Res
                 m.layers.len()
             );
         }
+        txn.begin_image(m.layers.len())?;
         txn.put_blob_bytes(&cdata, Some(&cd))?;
         for (l, diff) in m.layers.iter().zip(&c.rootfs.diff_ids) {
             let (ld, diff) = (l.digest()?, Digest::parse(diff)?);
@@ -467,6 +490,7 @@ fn import_docker(
                 e.layers.len()
             );
         }
+        txn.begin_image(e.layers.len())?;
         let cd = txn.put_blob_bytes(&cdata, None)?;
         let mut layers = Vec::new();
         for (lpath, diff) in e.layers.iter().zip(&c.rootfs.diff_ids) {
@@ -504,6 +528,7 @@ fn import_docker(
 
 fn import_rootfs(txn: &WriteTxn, path: &Path, name: Option<&Reference>) -> Result<Digest> {
     let mut f = File::open(path)?;
+    txn.begin_image(1)?;
     let l = txn
         .put_layer(&mut f, None, None, None)
         .with_context(|| format!("importing {} as a rootfs", path.display()))?;

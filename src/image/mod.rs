@@ -47,6 +47,7 @@ pub mod cli;
 pub mod config;
 pub mod export;
 pub mod import;
+pub mod limits;
 pub mod pull;
 pub mod reference;
 pub mod rootfs;

@@ -515,6 +515,7 @@ impl Store {
             );
         }
         let txn = self.write()?;
+        txn.begin_image(m.layers.len())?;
         txn.put_blob_bytes(&cdata, Some(&cd))?;
         for (l, diff) in m.layers.iter().zip(&c.rootfs.diff_ids) {
             let (ld, diff) = (l.digest()?, Digest::parse(diff)?);

@@ -20,6 +20,7 @@
 //! `tmp/` not empty while no writer runs, throws both away. A `kill -9` at
 //! any moment therefore leaves the store consistent.
 
+use super::limits::{Capped, Limits};
 use super::reference::{Digest, Reference};
 use super::unpack::{self, Compression, HashingReader};
 use anyhow::{anyhow, bail, Context, Result};
@@ -349,6 +350,8 @@ impl Store {
             tmp,
             seq: AtomicU64::new(0),
             pending: Default::default(),
+            limits: Default::default(),
+            image_used: Default::default(),
         };
         // a writer killed between moving its parts into place and naming
         // them in the index leaves complete but unreferenced blobs/layers
@@ -673,6 +676,10 @@ pub(crate) struct WriteTxn<'s> {
     seq: AtomicU64,
     /// final path → staged path
     pending: std::cell::RefCell<HashMap<PathBuf, PathBuf>>,
+    /// the store's caps, read on first use
+    limits: std::cell::OnceCell<Limits>,
+    /// bytes the layers of the current image unpacked to so far
+    image_used: std::cell::Cell<u64>,
 }
 
 impl WriteTxn<'_> {
@@ -681,6 +688,27 @@ impl WriteTxn<'_> {
             "{what}-{}",
             self.seq.fetch_add(1, Ordering::Relaxed)
         ))
+    }
+
+    /// The caps of `<root>/image-limits.json` (read once per transaction).
+    pub fn limits(&self) -> Result<&Limits> {
+        if let Some(l) = self.limits.get() {
+            return Ok(l);
+        }
+        let l = Limits::load(&self.store.state_root)?;
+        Ok(self.limits.get_or_init(|| l))
+    }
+
+    /// Starts an image of `layers` layers: checks the layer count and starts
+    /// counting its unpacked size against `maxImageSize`.
+    pub fn begin_image(&self, layers: usize) -> Result<()> {
+        let l = self.limits()?;
+        if layers as u64 > l.max_layers {
+            let what = format!("the image has {layers} layers");
+            return Err(l.exceeded("maxLayers", what).into());
+        }
+        self.image_used.set(0);
+        Ok(())
     }
 
     fn exists(&self, final_path: &Path) -> bool {
@@ -766,6 +794,13 @@ impl WriteTxn<'_> {
         } else {
             Some(BufWriter::with_capacity(1 << 20, File::create(&blob_tmp)?))
         };
+        let limits = self.limits()?;
+        let stream_err = |what: &str| {
+            let max = limits.max_layer_stream();
+            let what = format!("the layer's {what} stream is longer than {max} bytes (the size cap plus tar overhead)");
+            limits.exceeded("maxLayerSize", what)
+        };
+        let reader = Capped::new(reader, limits.max_layer_stream(), stream_err("blob"));
         let mut tee = HashingReader::new(reader, blob_out);
         let layer_tmp = self.tmp_path("layer");
         let compression;
@@ -776,13 +811,19 @@ impl WriteTxn<'_> {
             let head = io::BufRead::fill_buf(&mut br).context("reading layer")?;
             compression = Compression::sniff(head);
             let dec = unpack::decompress(br)?;
+            let dec = Capped::new(dec, limits.max_layer_stream(), stream_err("tar"));
             let mut diff = HashingReader::new(dec, None::<io::Sink>);
             if have_layer {
                 diff.drain().context("reading layer")?;
             } else {
                 fs::create_dir(&layer_tmp)?;
                 fs::create_dir(layer_tmp.join("diff"))?;
-                let stats = unpack::unpack_layer(&mut diff, &layer_tmp.join("diff"))?;
+                let caps = unpack::LayerCaps {
+                    limits,
+                    image_left: limits.max_image_size.saturating_sub(self.image_used.get()),
+                };
+                let stats = unpack::unpack_layer(&mut diff, &layer_tmp.join("diff"), &caps)?;
+                self.image_used.set(self.image_used.get() + stats.size);
                 diff.drain().context("reading layer")?;
                 unpacked = Some(stats);
             }

@@ -7,21 +7,67 @@
 //!
 //! Safety: every entry path is checked before anything is written. Paths with
 //! `..` components or a leading `/` are rejected, and so is any entry (or hard
-//! link target) whose parent path passes through a symlink of the layer:
-//! nothing is ever written by following a symlink, so nothing can land
-//! outside the layer directory. A rejected layer fails the whole import.
+//! link target) whose parent path passes through a symlink of the layer.
+//! Every file-system call is relative to a directory descriptor opened one
+//! component at a time with `O_NOFOLLOW|O_DIRECTORY`, and metadata goes
+//! through the entry's own descriptor (or an `AT_SYMLINK_NOFOLLOW` call):
+//! nothing is ever reached by following a symlink, so nothing can land or
+//! change outside the layer directory. Directory metadata, applied at the
+//! end, lands only on the very directory created for the entry (same device
+//! and inode, reopened without following symlinks): a name that later became
+//! a symlink, a file or another directory is skipped. A rejected layer fails
+//! the whole import.
 //!
 //! The tar stream is read entry by entry; file contents are copied with a
 //! fixed buffer, so memory does not grow with the layer size.
 
+use super::limits::Limits;
 use anyhow::{anyhow, bail, Context, Result};
+use rustix::fs::{
+    self, AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags,
+};
+use rustix::io::Errno;
 use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs;
 use std::io::{self, BufRead, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+/// What one layer may consume: the store's [`Limits`] and what is left of
+/// the image's unpacked-size budget (the layers before it used the rest).
+pub struct LayerCaps<'a> {
+    pub limits: &'a Limits,
+    pub image_left: u64,
+}
+
+impl LayerCaps<'_> {
+    /// Fails when a layer whose files add up to `size` bytes is over a cap.
+    /// Counts bytes actually written, whatever the tar headers claim.
+    fn check_size(&self, size: u64) -> Result<()> {
+        let l = self.limits;
+        if size > l.max_layer_size {
+            let what = format!("the layer unpacks to more than {} bytes", l.max_layer_size);
+            return Err(l.exceeded("maxLayerSize", what).into());
+        }
+        if size > self.image_left {
+            let what = format!("the image unpacks to more than {} bytes", l.max_image_size);
+            return Err(l.exceeded("maxImageSize", what).into());
+        }
+        Ok(())
+    }
+
+    fn check_entries(&self, entries: u64) -> Result<()> {
+        let l = self.limits;
+        if entries > l.max_layer_entries {
+            let what = format!("the layer has more than {} entries", l.max_layer_entries);
+            return Err(l.exceeded("maxLayerEntries", what).into());
+        }
+        Ok(())
+    }
+}
 
 /// What unpacking one layer produced.
 #[derive(Debug, Default, Clone, Copy)]
@@ -141,59 +187,122 @@ fn rustix_err(e: rustix::io::Errno) -> io::Error {
     io::Error::from_raw_os_error(e.raw_os_error())
 }
 
-/// Creates the missing parent directories of `rel` under `root`, refusing to
-/// pass through a symlink or a non-directory.
-fn ensure_parents(root: &Path, rel: &Path, shown: &str, created: &mut Vec<PathBuf>) -> Result<()> {
-    let mut cur = root.to_path_buf();
-    let Some(parent) = rel.parent() else {
-        return Ok(());
-    };
-    for c in parent.components() {
-        cur.push(c);
-        match fs::symlink_metadata(&cur) {
-            Ok(m) if m.file_type().is_symlink() => {
-                let target = fs::read_link(&cur).unwrap_or_default();
-                bail!(
-                    "entry {shown:?} would be written through the symlink {:?} (-> {:?}): rejected",
-                    cur.strip_prefix(root).unwrap_or(&cur),
-                    target
-                );
-            }
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => bail!(
-                "entry {shown:?}: parent {:?} is not a directory",
-                cur.strip_prefix(root).unwrap_or(&cur)
-            ),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(&cur).with_context(|| format!("creating {}", cur.display()))?;
-                created.push(cur.clone());
-            }
-            Err(e) => return Err(e).with_context(|| format!("inspecting {}", cur.display())),
-        }
-    }
-    Ok(())
+/// Flags to open a directory of the layer: never through a symlink.
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
 }
 
-/// Removes whatever is at `p` (never following a symlink). Keeps directories
-/// when `keep_dir`.
-fn clear(p: &Path, keep_dir: bool) -> Result<bool> {
-    match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => {
+/// Identity of a directory the unpacker created: (device, inode).
+type DirId = (u64, u64);
+
+fn dir_id(fd: BorrowedFd<'_>) -> Result<DirId> {
+    let st = fs::fstat(fd).map_err(rustix_err)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// Explains why `name` in `dir` could not be opened as a directory: a
+/// symlink (with its target) or another non-directory.
+fn not_a_dir(dir: BorrowedFd<'_>, name: &OsStr, sofar: &Path, shown: &str) -> anyhow::Error {
+    match fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+            let target = fs::readlinkat(dir, name, Vec::new())
+                .map(|t| t.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            anyhow!("entry {shown:?} would be written through the symlink {sofar:?} (-> {target:?}): rejected")
+        }
+        _ => anyhow!("entry {shown:?}: parent {sofar:?} is not a directory"),
+    }
+}
+
+/// Opens the parent directory of `rel` below `root`, one component at a
+/// time with `O_NOFOLLOW|O_DIRECTORY`, so no symlink is ever followed. Missing
+/// directories are created when `created` is given (and recorded there),
+/// else they mean the path is not in the layer.
+fn open_parent(
+    root: BorrowedFd<'_>,
+    rel: &Path,
+    shown: &str,
+    mut created: Option<&mut Vec<(PathBuf, DirId)>>,
+) -> Result<OwnedFd> {
+    let mut cur = fs::openat(root, ".", dir_flags(), Mode::empty()).map_err(rustix_err)?;
+    let mut sofar = PathBuf::new();
+    for c in rel.parent().unwrap_or(Path::new("")).components() {
+        let name = c.as_os_str();
+        sofar.push(name);
+        let next = match fs::openat(&cur, name, dir_flags(), Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => {
+                let Some(list) = created.as_deref_mut() else {
+                    bail!("entry {shown:?}: {sofar:?} is not in the layer");
+                };
+                fs::mkdirat(&cur, name, Mode::from_raw_mode(0o755))
+                    .map_err(rustix_err)
+                    .with_context(|| format!("creating {sofar:?}"))?;
+                let fd = fs::openat(&cur, name, dir_flags(), Mode::empty()).map_err(rustix_err)?;
+                list.push((sofar.clone(), dir_id(fd.as_fd())?));
+                fd
+            }
+            Err(Errno::LOOP | Errno::NOTDIR) => {
+                return Err(not_a_dir(cur.as_fd(), name, &sofar, shown))
+            }
+            Err(e) => {
+                return Err(rustix_err(e)).with_context(|| format!("opening {sofar:?}"));
+            }
+        };
+        cur = next;
+    }
+    Ok(cur)
+}
+
+/// The last component of `rel` (an entry name inside its parent).
+fn base_name(rel: &Path) -> &OsStr {
+    rel.file_name().unwrap_or(OsStr::new("."))
+}
+
+/// Removes the directory `name` in `dir` and everything below it, never
+/// following a symlink (each level is opened with `O_NOFOLLOW`).
+fn remove_tree_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    let fd = fs::openat(dir, name, dir_flags(), Mode::empty()).map_err(rustix_err)?;
+    let mut names = Vec::new();
+    for e in fs::Dir::read_from(&fd).map_err(rustix_err)? {
+        let e = e.map_err(rustix_err)?;
+        let n = e.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(OsStr::from_bytes(n).to_os_string());
+        }
+    }
+    for n in names {
+        let st = fs::statat(&fd, &n, AtFlags::SYMLINK_NOFOLLOW).map_err(rustix_err)?;
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            remove_tree_at(fd.as_fd(), &n)?;
+        } else {
+            fs::unlinkat(&fd, &n, AtFlags::empty()).map_err(rustix_err)?;
+        }
+    }
+    fs::unlinkat(dir, name, AtFlags::REMOVEDIR).map_err(rustix_err)
+}
+
+/// Removes whatever is at `name` in `dir` (never following a symlink).
+/// Keeps a directory when `keep_dir` and returns its identity then.
+fn clear(dir: BorrowedFd<'_>, name: &OsStr, keep_dir: bool) -> Result<Option<DirId>> {
+    let shown = || Path::new(name).display().to_string();
+    match fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
             if keep_dir {
-                return Ok(true);
+                return Ok(Some((st.st_dev, st.st_ino)));
             }
-            fs::remove_dir_all(p).with_context(|| format!("replacing {}", p.display()))?;
-            Ok(false)
+            remove_tree_at(dir, name).with_context(|| format!("replacing {}", shown()))?;
         }
-        Ok(_) => {
-            fs::remove_file(p).with_context(|| format!("replacing {}", p.display()))?;
-            Ok(false)
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e).with_context(|| format!("inspecting {}", p.display())),
+        Ok(_) => fs::unlinkat(dir, name, AtFlags::empty())
+            .map_err(rustix_err)
+            .with_context(|| format!("replacing {}", shown()))?,
+        Err(Errno::NOENT) => {}
+        Err(e) => return Err(rustix_err(e)).with_context(|| format!("inspecting {}", shown())),
     }
+    Ok(None)
 }
 
+#[derive(Clone)]
 struct Meta {
     mode: u32,
     uid: u32,
@@ -202,269 +311,289 @@ struct Meta {
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-fn apply_meta(p: &Path, m: &Meta, is_root: bool, symlink: bool) -> Result<()> {
-    use rustix::fs::{AtFlags, Timespec, Timestamps, CWD};
+fn timestamps(m: &Meta) -> Timestamps {
+    let t = Timespec {
+        tv_sec: m.mtime,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+/// Applies owner, xattrs, mode and times to an open regular file or
+/// directory: through its descriptor, so nothing else can be reached.
+fn apply_meta_fd(fd: BorrowedFd<'_>, m: &Meta, is_root: bool, shown: &str) -> Result<()> {
     if is_root {
-        rustix::fs::chownat(
-            CWD,
-            p,
-            Some(rustix::fs::Uid::from_raw(m.uid)),
-            Some(rustix::fs::Gid::from_raw(m.gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(rustix_err)
-        .with_context(|| format!("chown {}", p.display()))?;
+        fs::fchown(fd, Some(Uid::from_raw(m.uid)), Some(Gid::from_raw(m.gid)))
+            .map_err(rustix_err)
+            .with_context(|| format!("chown {shown}"))?;
     }
     // after chown, which drops security.capability
     for (k, v) in &m.xattrs {
-        match rustix::fs::lsetxattr(p, OsStr::from_bytes(k), v, rustix::fs::XattrFlags::empty()) {
+        fs::fsetxattr(fd, OsStr::from_bytes(k), v, XattrFlags::empty())
+            .map_err(rustix_err)
+            .with_context(|| format!("setting xattr {} on {shown}", String::from_utf8_lossy(k)))?;
+    }
+    // after chown, which clears setuid/setgid bits
+    fs::fchmod(fd, Mode::from_raw_mode(m.mode))
+        .map_err(rustix_err)
+        .with_context(|| format!("chmod {shown}"))?;
+    fs::futimens(fd, &timestamps(m))
+        .map_err(rustix_err)
+        .with_context(|| format!("setting times on {shown}"))
+}
+
+/// `/proc/self/fd/N[/name]`: a path that reaches `fd` (or `name` in the
+/// directory `fd`) without resolving any path of the layer, for the calls
+/// that have no descriptor form for symlinks and device nodes.
+fn fd_path(fd: BorrowedFd<'_>, name: Option<&OsStr>) -> PathBuf {
+    let mut p = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    if let Some(n) = name {
+        p.push(n);
+    }
+    p
+}
+
+/// Applies metadata to the symlink, device node or fifo `name` in `dir`
+/// that was just created: `*at` calls that do not follow a symlink.
+fn apply_meta_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    m: &Meta,
+    is_root: bool,
+    symlink: bool,
+) -> Result<()> {
+    let shown = Path::new(name).display().to_string();
+    if is_root {
+        fs::chownat(
+            dir,
+            name,
+            Some(Uid::from_raw(m.uid)),
+            Some(Gid::from_raw(m.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(rustix_err)
+        .with_context(|| format!("chown {shown}"))?;
+    }
+    for (k, v) in &m.xattrs {
+        match fs::lsetxattr(
+            fd_path(dir, Some(name)),
+            OsStr::from_bytes(k),
+            v,
+            XattrFlags::empty(),
+        ) {
             Ok(()) => {}
             // Linux keeps no user.* xattrs on symlinks: nothing to preserve
-            Err(rustix::io::Errno::PERM) if symlink && k.starts_with(b"user.") => {}
+            Err(Errno::PERM) if symlink && k.starts_with(b"user.") => {}
             Err(e) => {
                 return Err(rustix_err(e)).with_context(|| {
-                    format!(
-                        "setting xattr {} on {}",
-                        String::from_utf8_lossy(k),
-                        p.display()
-                    )
+                    format!("setting xattr {} on {shown}", String::from_utf8_lossy(k))
                 })
             }
         }
     }
     if !symlink {
-        // after chown, which clears setuid/setgid bits
-        rustix::fs::chmod(p, rustix::fs::Mode::from_raw_mode(m.mode))
+        // chmod follows symlinks: go through an O_PATH descriptor of this
+        // very node instead of its name
+        let node = fs::openat(
+            dir,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(rustix_err)?;
+        fs::chmod(fd_path(node.as_fd(), None), Mode::from_raw_mode(m.mode))
             .map_err(rustix_err)
-            .with_context(|| format!("chmod {}", p.display()))?;
+            .with_context(|| format!("chmod {shown}"))?;
     }
-    let t = Timespec {
-        tv_sec: m.mtime,
-        tv_nsec: 0,
-    };
-    rustix::fs::utimensat(
-        CWD,
-        p,
-        &Timestamps {
-            last_access: t,
-            last_modification: t,
-        },
-        AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(rustix_err)
-    .with_context(|| format!("setting times on {}", p.display()))?;
-    Ok(())
+    fs::utimensat(dir, name, &timestamps(m), AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(rustix_err)
+        .with_context(|| format!("setting times on {shown}"))
 }
 
-fn mknod(p: &Path, kind: rustix::fs::FileType, mode: u32, dev: rustix::fs::Dev) -> Result<()> {
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        p,
-        kind,
-        rustix::fs::Mode::from_raw_mode(mode),
-        dev,
-    )
-    .map_err(rustix_err)
-    .with_context(|| {
-        if rustix::process::geteuid().is_root() {
-            format!("creating device node {}", p.display())
-        } else {
-            format!(
-                "creating device node {} needs root (CAP_MKNOD)",
-                p.display()
-            )
-        }
-    })
+fn mknod(dir: BorrowedFd<'_>, name: &OsStr, kind: FileType, mode: u32, dev: fs::Dev) -> Result<()> {
+    fs::mknodat(dir, name, kind, Mode::from_raw_mode(mode), dev)
+        .map_err(rustix_err)
+        .with_context(|| {
+            let p = Path::new(name).display();
+            if rustix::process::geteuid().is_root() {
+                format!("creating device node {p}")
+            } else {
+                format!("creating device node {p} needs root (CAP_MKNOD)")
+            }
+        })
 }
 
 /// The overlayfs xattr that marks a directory opaque.
 pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
-/// Unpacks the (already decompressed) tar stream `reader` into `dest`, an
-/// existing empty directory. Fails on the first unsafe or unreadable entry;
-/// the caller discards `dest` then.
-pub fn unpack_layer<R: Read>(reader: R, dest: &Path) -> Result<UnpackStats> {
-    let is_root = rustix::process::geteuid().is_root();
-    let mut ar = tar::Archive::new(reader);
-    let mut stats = UnpackStats::default();
-    // directories get their final mode/owner/times last, deepest first, so
-    // read-only directories can still be filled and children don't bump mtimes
-    let mut dirs: Vec<(PathBuf, Meta)> = Vec::new();
-    let mut implicit: Vec<PathBuf> = Vec::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    for entry in ar.entries().context("reading layer tar")? {
-        let mut e = entry.context("reading layer tar entry")?;
-        stats.entries += 1;
+/// Directories whose owner/mode/times wait for the end of the layer (so
+/// read-only ones can still be filled and children don't bump mtimes), each
+/// with the identity of the directory created for it. Metadata lands only on
+/// that very directory, reopened without following symlinks: never on what
+/// a later entry put in its place (a symlink to a host file, a regular file).
+#[derive(Default)]
+struct Deferred {
+    /// relative path → (directory identity, metadata; `None` for a parent
+    /// the layer did not list, which gets mode 0755)
+    dirs: HashMap<PathBuf, (DirId, Option<Meta>)>,
+}
+
+impl Deferred {
+    fn implicit(&mut self, created: Vec<(PathBuf, DirId)>) {
+        for (p, id) in created {
+            self.dirs.entry(p).or_insert((id, None));
+        }
+    }
+
+    fn explicit(&mut self, rel: PathBuf, id: DirId, meta: Meta) {
+        self.dirs.insert(rel, (id, Some(meta)));
+    }
+
+    /// Applies the metadata, deepest first.
+    fn apply(self, root: BorrowedFd<'_>, is_root: bool) -> Result<()> {
+        let mut dirs: Vec<_> = self.dirs.into_iter().collect();
+        dirs.sort_by(|a, b| b.0.cmp(&a.0));
+        for (rel, (id, meta)) in dirs {
+            let shown = rel.display().to_string();
+            let Some(fd) = reopen_dir(root, &rel)? else {
+                continue;
+            };
+            if dir_id(fd.as_fd())? != id {
+                continue;
+            }
+            match meta {
+                Some(m) => apply_meta_fd(fd.as_fd(), &m, is_root, &shown)?,
+                None => fs::fchmod(&fd, Mode::from_raw_mode(0o755))
+                    .map_err(rustix_err)
+                    .with_context(|| format!("chmod {shown}"))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reopens the directory `rel` below `root` without following a symlink;
+/// `None` when a later entry replaced it or one of its parents.
+fn reopen_dir(root: BorrowedFd<'_>, rel: &Path) -> Result<Option<OwnedFd>> {
+    let mut cur = fs::openat(root, ".", dir_flags(), Mode::empty()).map_err(rustix_err)?;
+    for c in rel.components() {
+        cur = match fs::openat(&cur, c.as_os_str(), dir_flags(), Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT | Errno::LOOP | Errno::NOTDIR) => return Ok(None),
+            Err(e) => {
+                return Err(rustix_err(e)).with_context(|| format!("reopening {}", rel.display()))
+            }
+        };
+    }
+    Ok(Some(cur))
+}
+
+/// Reads an entry's owner, mode, time and xattrs from its headers.
+fn entry_meta<R: Read>(e: &mut tar::Entry<'_, R>, shown: &str) -> Result<Meta> {
+    let h = e.header();
+    let mut meta = Meta {
+        mode: h
+            .mode()
+            .with_context(|| format!("entry {shown:?}: bad mode"))?
+            & 0o7777,
+        uid: h
+            .uid()
+            .with_context(|| format!("entry {shown:?}: bad uid"))? as u32,
+        gid: h
+            .gid()
+            .with_context(|| format!("entry {shown:?}: bad gid"))? as u32,
+        mtime: h.mtime().unwrap_or(0) as i64,
+        xattrs: Vec::new(),
+    };
+    let Some(exts) = e
+        .pax_extensions()
+        .with_context(|| format!("entry {shown:?}: bad pax header"))?
+    else {
+        return Ok(meta);
+    };
+    for ext in exts {
+        let ext = ext.with_context(|| format!("entry {shown:?}: bad pax header"))?;
+        if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+            if name.starts_with(b"trusted.overlay.") {
+                bail!(
+                    "entry {shown:?} carries the overlayfs-private xattr {}: rejected",
+                    String::from_utf8_lossy(name)
+                );
+            }
+            meta.xattrs
+                .push((name.to_vec(), ext.value_bytes().to_vec()));
+        }
+    }
+    Ok(meta)
+}
+
+/// The state of one layer being unpacked.
+struct Unpacker<'a> {
+    caps: &'a LayerCaps<'a>,
+    root: OwnedFd,
+    is_root: bool,
+    stats: UnpackStats,
+    deferred: Deferred,
+    buf: Vec<u8>,
+}
+
+impl Unpacker<'_> {
+    /// Opens the parent of `rel` (creating missing directories).
+    fn parent(&mut self, rel: &Path, shown: &str) -> Result<OwnedFd> {
+        let mut created = Vec::new();
+        let r = open_parent(self.root.as_fd(), rel, shown, Some(&mut created));
+        self.deferred.implicit(created);
+        r
+    }
+
+    fn entry<R: Read>(&mut self, e: &mut tar::Entry<'_, R>) -> Result<()> {
         let raw = e.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw).into_owned();
         let rel = safe_rel_path(&raw)?;
-        let h = e.header().clone();
-        let etype = h.entry_type();
-        let mut meta = Meta {
-            mode: h
-                .mode()
-                .with_context(|| format!("entry {shown:?}: bad mode"))?
-                & 0o7777,
-            uid: h
-                .uid()
-                .with_context(|| format!("entry {shown:?}: bad uid"))? as u32,
-            gid: h
-                .gid()
-                .with_context(|| format!("entry {shown:?}: bad gid"))? as u32,
-            mtime: h.mtime().unwrap_or(0) as i64,
-            xattrs: Vec::new(),
-        };
-        if let Some(exts) = e
-            .pax_extensions()
-            .with_context(|| format!("entry {shown:?}: bad pax header"))?
-        {
-            for ext in exts {
-                let ext = ext.with_context(|| format!("entry {shown:?}: bad pax header"))?;
-                if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
-                    if name.starts_with(b"trusted.overlay.") {
-                        bail!(
-                            "entry {shown:?} carries the overlayfs-private xattr {}: rejected",
-                            String::from_utf8_lossy(name)
-                        );
-                    }
-                    meta.xattrs
-                        .push((name.to_vec(), ext.value_bytes().to_vec()));
-                }
-            }
-        }
+        let meta = entry_meta(e, &shown)?;
+        let etype = e.header().entry_type();
         let Some(rel) = rel else {
             if etype.is_dir() {
-                dirs.push((dest.to_path_buf(), meta));
-                continue;
+                let id = dir_id(self.root.as_fd())?;
+                self.deferred.explicit(PathBuf::new(), id, meta);
+                return Ok(());
             }
             bail!("entry {shown:?} names the layer root but is not a directory");
         };
-        let base = rel
-            .file_name()
-            .map(|b| b.as_bytes().to_vec())
-            .unwrap_or_default();
-        if let Some(wh) = base.strip_prefix(b".wh.") {
-            ensure_parents(dest, &rel, &shown, &mut implicit)?;
-            let parent = dest.join(rel.parent().unwrap_or(Path::new("")));
-            if wh == b".wh..opq" {
-                rustix::fs::lsetxattr(&parent, OPAQUE_XATTR, b"y", rustix::fs::XattrFlags::empty())
-                    .map_err(rustix_err)
-                    .with_context(|| {
-                        format!(
-                            "marking {} opaque (needs root: trusted.* xattrs)",
-                            parent.display()
-                        )
-                    })?;
-            } else if wh.starts_with(b".wh.") || wh.is_empty() {
-                // other AUFS metadata (.wh..wh.plnk, .wh..wh.aufs): not content
-            } else {
-                let target = parent.join(OsStr::from_bytes(wh));
-                // a whiteout only hides lower layers: an entry of this same
-                // layer stays
-                if fs::symlink_metadata(&target).is_err() {
-                    mknod(
-                        &target,
-                        rustix::fs::FileType::CharacterDevice,
-                        0,
-                        rustix::fs::makedev(0, 0),
-                    )
-                    .with_context(|| format!("whiteout {shown:?}"))?;
-                }
-            }
-            continue;
+        let dir = self.parent(&rel, &shown)?;
+        let name = base_name(&rel);
+        if let Some(wh) = name.as_bytes().strip_prefix(b".wh.") {
+            return whiteout(dir.as_fd(), wh, &shown);
         }
-        ensure_parents(dest, &rel, &shown, &mut implicit)?;
-        let p = dest.join(&rel);
         use tar::EntryType as T;
         match etype {
             T::Directory => {
-                if !clear(&p, true)? {
-                    fs::create_dir(&p).with_context(|| format!("creating {}", p.display()))?;
-                }
-                dirs.push((p, meta));
+                let id = directory(dir.as_fd(), name, &shown)?;
+                self.deferred.explicit(rel, id, meta);
             }
             T::Regular | T::Continuous | T::GNUSparse => {
-                clear(&p, false)?;
-                let mut f = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(libc_o_nofollow())
-                    .open(&p)
-                    .with_context(|| format!("creating {}", p.display()))?;
-                loop {
-                    let n = e
-                        .read(&mut buf)
-                        .with_context(|| format!("reading entry {shown:?}"))?;
-                    if n == 0 {
-                        break;
-                    }
-                    f.write_all(&buf[..n])
-                        .with_context(|| format!("writing {}", p.display()))?;
-                    stats.size += n as u64;
-                }
-                drop(f);
-                apply_meta(&p, &meta, is_root, false)?;
+                self.regular(e, dir.as_fd(), name, &meta, &shown)?
             }
             T::Symlink => {
                 let target = e
                     .link_name_bytes()
                     .ok_or_else(|| anyhow!("symlink entry {shown:?} has no target"))?
                     .into_owned();
-                clear(&p, false)?;
-                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &p)
-                    .with_context(|| format!("creating symlink {}", p.display()))?;
-                apply_meta(&p, &meta, is_root, true)?;
+                clear(dir.as_fd(), name, false)?;
+                fs::symlinkat(OsStr::from_bytes(&target), &dir, name)
+                    .map_err(rustix_err)
+                    .with_context(|| format!("creating symlink {shown:?}"))?;
+                apply_meta_at(dir.as_fd(), name, &meta, self.is_root, true)?;
             }
-            T::Link => {
-                let raw_t = e
-                    .link_name_bytes()
-                    .ok_or_else(|| anyhow!("hard link entry {shown:?} has no target"))?
-                    .into_owned();
-                let shown_t = String::from_utf8_lossy(&raw_t).into_owned();
-                let t_rel = safe_rel_path(&raw_t)
-                    .with_context(|| format!("hard link {shown:?} -> {shown_t:?}"))?
-                    .ok_or_else(|| anyhow!("hard link {shown:?} points at the layer root"))?;
-                let mut none = Vec::new();
-                ensure_parents(dest, &t_rel, &shown_t, &mut none)
-                    .with_context(|| format!("hard link {shown:?} -> {shown_t:?}"))?;
-                if !none.is_empty() {
-                    bail!("hard link {shown:?} points at {shown_t:?}, which is not in the layer");
-                }
-                let t = dest.join(&t_rel);
-                match fs::symlink_metadata(&t) {
-                    Ok(m) if m.is_dir() => {
-                        bail!("hard link {shown:?} points at the directory {shown_t:?}")
-                    }
-                    Ok(_) => {}
-                    Err(_) => bail!(
-                        "hard link {shown:?} points at {shown_t:?}, which is not in the layer"
-                    ),
-                }
-                if t == p {
-                    continue;
-                }
-                clear(&p, false)?;
-                fs::hard_link(&t, &p)
-                    .with_context(|| format!("linking {} to {}", p.display(), t.display()))?;
-            }
+            T::Link => self.hardlink(e, dir.as_fd(), &rel, &shown)?,
             T::Char | T::Block | T::Fifo => {
-                clear(&p, false)?;
-                let (kind, dev) = match etype {
-                    T::Char | T::Block => {
-                        let major = h.device_major().ok().flatten().unwrap_or(0);
-                        let minor = h.device_minor().ok().flatten().unwrap_or(0);
-                        let k = if etype == T::Char {
-                            rustix::fs::FileType::CharacterDevice
-                        } else {
-                            rustix::fs::FileType::BlockDevice
-                        };
-                        (k, rustix::fs::makedev(major, minor))
-                    }
-                    _ => (rustix::fs::FileType::Fifo, 0),
-                };
-                mknod(&p, kind, meta.mode, dev)?;
-                apply_meta(&p, &meta, is_root, false)?;
+                let (kind, dev) = node_kind(e.header());
+                clear(dir.as_fd(), name, false)?;
+                mknod(dir.as_fd(), name, kind, meta.mode, dev)?;
+                apply_meta_at(dir.as_fd(), name, &meta, self.is_root, false)?;
             }
             T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink => {}
             other => bail!(
@@ -472,25 +601,164 @@ pub fn unpack_layer<R: Read>(reader: R, dest: &Path) -> Result<UnpackStats> {
                 other.as_byte() as char
             ),
         }
+        Ok(())
     }
-    for d in implicit {
-        if !dirs.iter().any(|(p, _)| *p == d) {
-            rustix::fs::chmod(&d, rustix::fs::Mode::from_raw_mode(0o755)).map_err(rustix_err)?;
+
+    /// Writes a regular file: created fresh (never opened through a symlink)
+    /// and given its metadata through its own descriptor.
+    fn regular<R: Read>(
+        &mut self,
+        e: &mut tar::Entry<'_, R>,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        meta: &Meta,
+        shown: &str,
+    ) -> Result<()> {
+        clear(dir, name, false)?;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = fs::openat(dir, name, flags, Mode::from_raw_mode(0o600))
+            .map_err(rustix_err)
+            .with_context(|| format!("creating {shown:?}"))?;
+        let mut f = std::fs::File::from(fd);
+        loop {
+            let n = e
+                .read(&mut self.buf)
+                .with_context(|| format!("reading entry {shown:?}"))?;
+            if n == 0 {
+                break;
+            }
+            self.caps.check_size(self.stats.size + n as u64)?;
+            f.write_all(&self.buf[..n])
+                .with_context(|| format!("writing {shown:?}"))?;
+            self.stats.size += n as u64;
         }
+        apply_meta_fd(f.as_fd(), meta, self.is_root, shown)
     }
-    dirs.sort_by(|a, b| b.0.cmp(&a.0));
-    for (p, m) in &dirs {
-        apply_meta(p, m, is_root, false)?;
+
+    /// Links `rel` to another entry of this layer; the target is looked up
+    /// without following symlinks and must already be in the layer.
+    fn hardlink<R: Read>(
+        &mut self,
+        e: &mut tar::Entry<'_, R>,
+        dir: BorrowedFd<'_>,
+        rel: &Path,
+        shown: &str,
+    ) -> Result<()> {
+        let raw_t = e
+            .link_name_bytes()
+            .ok_or_else(|| anyhow!("hard link entry {shown:?} has no target"))?
+            .into_owned();
+        let shown_t = String::from_utf8_lossy(&raw_t).into_owned();
+        let t_rel = safe_rel_path(&raw_t)
+            .with_context(|| format!("hard link {shown:?} -> {shown_t:?}"))?
+            .ok_or_else(|| anyhow!("hard link {shown:?} points at the layer root"))?;
+        let not_in =
+            || anyhow!("hard link {shown:?} points at {shown_t:?}, which is not in the layer");
+        let t_dir = open_parent(self.root.as_fd(), &t_rel, &shown_t, None)
+            .with_context(|| format!("hard link {shown:?} -> {shown_t:?}"))?;
+        let t_name = base_name(&t_rel);
+        match fs::statat(&t_dir, t_name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                bail!("hard link {shown:?} points at the directory {shown_t:?}")
+            }
+            Ok(_) => {}
+            Err(_) => return Err(not_in()),
+        }
+        if t_rel == rel {
+            return Ok(());
+        }
+        let name = base_name(rel);
+        clear(dir, name, false)?;
+        // linkat without AT_SYMLINK_FOLLOW links a symlink itself, never its target
+        fs::linkat(&t_dir, t_name, dir, name, AtFlags::empty())
+            .map_err(rustix_err)
+            .with_context(|| format!("linking {shown:?} to {shown_t:?}"))
     }
+}
+
+/// Makes `name` in `dir` a directory (keeping one that is there) and
+/// returns its identity, for the deferred metadata.
+fn directory(dir: BorrowedFd<'_>, name: &OsStr, shown: &str) -> Result<DirId> {
+    if let Some(id) = clear(dir, name, true)? {
+        return Ok(id);
+    }
+    fs::mkdirat(dir, name, Mode::from_raw_mode(0o755))
+        .map_err(rustix_err)
+        .with_context(|| format!("creating {shown:?}"))?;
+    let fd = fs::openat(dir, name, dir_flags(), Mode::empty()).map_err(rustix_err)?;
+    dir_id(fd.as_fd())
+}
+
+/// The file type and device number of a device or fifo entry.
+fn node_kind(h: &tar::Header) -> (FileType, fs::Dev) {
+    let major = h.device_major().ok().flatten().unwrap_or(0);
+    let minor = h.device_minor().ok().flatten().unwrap_or(0);
+    match h.entry_type() {
+        tar::EntryType::Char => (FileType::CharacterDevice, fs::makedev(major, minor)),
+        tar::EntryType::Block => (FileType::BlockDevice, fs::makedev(major, minor)),
+        _ => (FileType::Fifo, 0),
+    }
+}
+
+/// A whiteout `.wh.NAME` (`wh` is `NAME`) in the directory `dir`.
+fn whiteout(dir: BorrowedFd<'_>, wh: &[u8], shown: &str) -> Result<()> {
+    if wh == b".wh..opq" {
+        return fs::fsetxattr(dir, OPAQUE_XATTR, b"y", XattrFlags::empty())
+            .map_err(rustix_err)
+            .with_context(|| {
+                format!("marking the directory of {shown:?} opaque (needs root: trusted.* xattrs)")
+            });
+    }
+    if wh.starts_with(b".wh.") || wh.is_empty() {
+        // other AUFS metadata (.wh..wh.plnk, .wh..wh.aufs): not content
+        return Ok(());
+    }
+    let target = OsStr::from_bytes(wh);
+    // a whiteout only hides lower layers: an entry of this same layer stays
+    if fs::statat(dir, target, AtFlags::SYMLINK_NOFOLLOW).is_err() {
+        mknod(dir, target, FileType::CharacterDevice, 0, fs::makedev(0, 0))
+            .with_context(|| format!("whiteout {shown:?}"))?;
+    }
+    Ok(())
+}
+
+/// Unpacks the (already decompressed) tar stream `reader` into `dest`, an
+/// existing empty directory. Fails on the first unsafe or unreadable entry;
+/// the caller discards `dest` then. Fails as soon as the layer goes over one
+/// of `caps`, having written no more than the cap allows.
+pub fn unpack_layer<R: Read>(reader: R, dest: &Path, caps: &LayerCaps) -> Result<UnpackStats> {
+    let root = fs::open(dest, dir_flags(), Mode::empty())
+        .map_err(rustix_err)
+        .with_context(|| format!("opening {}", dest.display()))?;
+    let mut u = Unpacker {
+        caps,
+        root,
+        is_root: rustix::process::geteuid().is_root(),
+        stats: UnpackStats::default(),
+        deferred: Deferred::default(),
+        buf: vec![0u8; 256 * 1024],
+    };
+    let mut ar = tar::Archive::new(reader);
+    for entry in ar.entries().context("reading layer tar")? {
+        let mut e = entry.context("reading layer tar entry")?;
+        u.stats.entries += 1;
+        caps.check_entries(u.stats.entries)?;
+        u.entry(&mut e)?;
+    }
+    let Unpacker {
+        root,
+        is_root,
+        stats,
+        deferred,
+        ..
+    } = u;
+    deferred.apply(root.as_fd(), is_root)?;
     Ok(stats)
 }
 
-fn libc_o_nofollow() -> i32 {
-    rustix::fs::OFlags::NOFOLLOW.bits() as i32
-}
-
 /// Whether the directory entry at `p` is an overlayfs whiteout (char 0:0).
-pub fn is_whiteout(m: &fs::Metadata) -> bool {
+pub fn is_whiteout(m: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::FileTypeExt;
     m.file_type().is_char_device() && m.rdev() == 0
 }
