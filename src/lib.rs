@@ -2,6 +2,7 @@
 //! them on one host, with systemd as the only supervisor.
 
 pub mod activate;
+pub mod argv;
 pub mod container_root;
 pub mod diagnostic;
 pub mod escape;
