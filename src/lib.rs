@@ -25,5 +25,6 @@ pub mod render;
 pub mod rootfs;
 pub mod schema;
 pub mod systemd;
+pub mod untrusted;
 pub mod validate;
 pub mod volumes;

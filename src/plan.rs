@@ -882,6 +882,15 @@ fn container_ctx(
             ),
         ));
     }
+    // The image's strings are checked before any reaches the unit.
+    for problem in image.iter().flat_map(crate::untrusted::problems) {
+        errors.push(Note::at(
+            vp,
+            &format!("{cpath}/image"),
+            "image-config",
+            format!("image {}: {problem}", c.image),
+        ));
+    }
     let img = image.clone().unwrap_or_default();
 
     // Environment: the image's, then the container's, in order; envFrom
@@ -1091,8 +1100,8 @@ fn container_ctx(
                 cpath,
                 "image-user-name",
                 match &img.user_ids {
-                    Some(Err(e)) => format!("image {} runs as {what} \"{v}\", which podc cannot resolve: {e}; set securityContext.runAsUser/runAsGroup to numeric ids", c.image),
-                    _ => format!("image {} runs as {what} \"{v}\", a name podc cannot resolve; set securityContext.runAsUser/runAsGroup to numeric ids", c.image),
+                    Some(Err(e)) => format!("image {} runs as {what} {v:?}, which podc cannot resolve: {}; set securityContext.runAsUser/runAsGroup to numeric ids", c.image, crate::untrusted::printable(e)),
+                    _ => format!("image {} runs as {what} {v:?}, a name podc cannot resolve; set securityContext.runAsUser/runAsGroup to numeric ids", c.image),
                 },
             ));
         }
@@ -1119,7 +1128,7 @@ fn container_ctx(
         let why = if uid.as_deref().is_some_and(|u| u != "0") {
             format!(
                 "image has non-numeric user ({}), cannot verify user is non-root",
-                img.user.as_deref().unwrap_or_default()
+                crate::untrusted::printable(img.user.as_deref().unwrap_or_default())
             )
         } else if image.is_some() {
             "image will run as root".to_string()

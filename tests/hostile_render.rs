@@ -98,6 +98,30 @@ fn text(s: &str) -> Vec<Seg> {
     }
 }
 
+/// The build failed with an error (not a warning) that names the image
+/// and `field`; no diagnostic carries a control character (they go to a
+/// terminal) or a dump of a template.
+fn assert_clear_error(r: Result<Compiled, Vec<Diagnostic>>, field: &str) {
+    let diags = match r {
+        Ok(c) => panic!(
+            "built, expected an error about {field}:\n{}",
+            container_unit(&c).text
+        ),
+        Err(d) => d,
+    };
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.is_error() && d.message.contains(IMAGE) && d.message.contains(field)),
+        "no error names {IMAGE} and {field}: {diags:#?}"
+    );
+    for d in &diags {
+        let h = d.headline();
+        assert!(!h.contains(char::is_control), "{h:?}");
+        assert!(!h.contains("{{") && !h.contains("{%"), "{h}");
+    }
+}
+
 /// The NUL-marker injection of the security report: secret references used
 /// to be `\0NAME\0` inside argv strings, so an image Cmd holding NULs wrote
 /// its own lines into the unit, here an `ExecStartPre=` that systemd runs
@@ -114,10 +138,7 @@ fn nul_marker_in_cmd_cannot_write_a_directive() {
             u.text
         );
     }
-    assert!(
-        r.is_err(),
-        "a NUL cannot reach the process: the build fails"
-    );
+    assert_clear_error(r, "Cmd[1]");
 }
 
 /// A secret that the manifest references in `args` is a variable systemd
@@ -149,5 +170,152 @@ fn only_podc_makes_variables() {
         ],
         "{}",
         u.text
+    );
+}
+
+/// The same marker in the other image strings that end up in a command line.
+#[test]
+fn nul_markers_elsewhere_are_refused_by_field() {
+    let evil = "\0A}\"\nExecStartPre=/bin/evil\n\0";
+    let mut img = image(&["/bin/true"]);
+    img.entrypoint = vec![evil.into()];
+    assert_clear_error(build(&pod(""), img), "Entrypoint[0]");
+    let mut img = image(&["/bin/true"]);
+    img.working_dir = Some(format!("/w{evil}"));
+    assert_clear_error(build(&pod(""), img), "WorkingDir");
+    // An image Env value reaches argv through the manifest's $(VAR).
+    let mut img = image(&["/bin/true"]);
+    img.env = vec![("E".into(), evil.into())];
+    assert_clear_error(
+        build(&pod("    args: [\"$(E)\"]\n"), img),
+        "Env value of \"E\"",
+    );
+}
+
+/// `%`, `$`, quotes, backslashes and control characters in an image's Cmd
+/// reach the process exactly.
+#[test]
+fn specifiers_variables_and_escapes_in_cmd_stay_text() {
+    let cmd = [
+        "/bin/sh",
+        "-c",
+        "echo %n %i %% $HOME ${HOME} $$ $(X)",
+        "$HOME",
+        "%",
+        "a\\",
+        "\\",
+        "q\"'",
+        "new\nline",
+        "tab\t",
+        "\x1b[2J",
+        ";",
+        "\\;",
+        "-",
+        "",
+    ];
+    let c = build(&pod(""), image(&cmd)).unwrap_or_else(|d| panic!("{d:#?}"));
+    let u = container_unit(&c);
+    assert_eq!(container_argv(u), cmd.map(text).to_vec(), "{}", u.text);
+}
+
+/// A WorkingDir systemd or the joiner would read differently is an error,
+/// not a changed path.
+#[test]
+fn working_dir_must_be_a_plain_absolute_path() {
+    for (wd, why) in [("/srv\nExecStartPre=/x", "control"), ("srv", "absolute")] {
+        let mut img = image(&["/bin/true"]);
+        img.working_dir = Some(wd.into());
+        let r = build(&pod(""), img);
+        if let Err(d) = &r {
+            assert!(d.iter().any(|d| d.message.contains(why)), "{d:#?}");
+        }
+        assert_clear_error(r, "WorkingDir");
+    }
+    let mut img = image(&["/bin/true"]);
+    img.working_dir = Some("/a b/%n/$X/\"q\"".into());
+    let c = build(&pod(""), img).unwrap_or_else(|d| panic!("{d:#?}"));
+    let argv = exec_start(container_unit(&c));
+    let cwd = argv
+        .iter()
+        .position(|w| *w == text("--cwd"))
+        .expect("--cwd");
+    assert_eq!(argv[cwd + 1], text("/a b/%n/$X/\"q\""));
+}
+
+/// Env values keep tabs and newlines exactly (systemd passes them on); a
+/// NUL is an error naming the variable.
+#[test]
+fn env_values_are_exact_or_refused() {
+    let mut img = image(&["/bin/true"]);
+    let value = "a\tb\nc \"d\" %n $X \\";
+    img.env = vec![("V".into(), value.into())];
+    let c = build(&pod(""), img).unwrap_or_else(|d| panic!("{d:#?}"));
+    let u = container_unit(&c);
+    let env: Vec<(String, String)> = directives(u)
+        .iter()
+        .filter(|d| d.key == "Environment")
+        .flat_map(|d| systemd_parser::parse_environ(&d.value).unwrap())
+        .collect();
+    assert!(env.contains(&("V".into(), value.into())), "{}", u.text);
+    let mut img = image(&["/bin/true"]);
+    img.env = vec![("V".into(), "a\0b".into())];
+    assert_clear_error(build(&pod(""), img), "Env value of \"V\"");
+}
+
+/// KillSignal= must be a signal systemd reads: otherwise systemd ignores
+/// the line and sends SIGTERM. A line break cannot reach the unit either.
+#[test]
+fn stop_signal_is_a_signal_or_an_error() {
+    for bad in [
+        "SIGTERM\nExecStartPre=/bin/evil",
+        "SIGNOPE",
+        "sigquit",
+        "%n",
+    ] {
+        let mut img = image(&["/bin/true"]);
+        img.stop_signal = Some(bad.into());
+        assert_clear_error(build(&pod(""), img), "StopSignal");
+    }
+    let mut img = image(&["/bin/true"]);
+    img.stop_signal = Some("SIGRTMIN+3".into());
+    let c = build(&pod(""), img).unwrap_or_else(|d| panic!("{d:#?}"));
+    let d = directives(container_unit(&c));
+    let kill: Vec<&str> = d
+        .iter()
+        .filter(|d| d.key == "KillSignal")
+        .map(|d| d.value.as_str())
+        .collect();
+    assert_eq!(kill, ["SIGRTMIN+3"]);
+}
+
+/// A User with terminal escapes is refused, and the messages that quote it
+/// carry no control character.
+#[test]
+fn user_with_control_characters_is_an_error() {
+    let mut img = image(&["/bin/true"]);
+    img.user = Some("\x1b]0;owned\x07nobody\n".into());
+    assert_clear_error(build(&pod(""), img), "User");
+}
+
+/// Hooks still join the container through `${MAINPID}`, a variable.
+#[test]
+fn hook_commands_reference_mainpid() {
+    let c = build(
+        &pod("    lifecycle: {postStart: {exec: {command: [/bin/hook, \"${MAINPID}\"]}}}\n"),
+        image(&["/bin/true"]),
+    )
+    .unwrap_or_else(|d| panic!("{d:#?}"));
+    let d = directives(container_unit(&c));
+    let line = d.iter().find(|d| d.key == "ExecStartPost").unwrap();
+    let argv = parse_exec_words(&line.value).unwrap().1;
+    let mnt = vec![
+        Seg::Text("/proc/".into()),
+        Seg::Var("MAINPID".into()),
+        Seg::Text("/ns/mnt".into()),
+    ];
+    assert!(argv.contains(&mnt), "{argv:?}");
+    assert_eq!(
+        argv[argv.len() - 2..],
+        [text("/bin/hook"), text("${MAINPID}")]
     );
 }
