@@ -1512,7 +1512,8 @@ fn container_ctx(
         sub_paths,
         post_start,
         pre_stop,
-        stop_signal: img.stop_signal.clone(),
+        // An empty StopSignal means the default, as in resolve_process.
+        stop_signal: img.stop_signal.clone().filter(|s| !s.is_empty()),
     }
 }
 
