@@ -14,6 +14,7 @@ use podc::load::Source;
 use podc::pipeline::{compile, Compiled};
 use podc::plan::{ImageConfig, Images, Target};
 use podc::render::RenderedUnit;
+use proptest::prelude::*;
 use systemd_parser::{parse_exec_words, parse_unit_file, Directive, Seg};
 
 const IMAGE: &str = "registry.test/evil:1";
@@ -334,4 +335,438 @@ fn empty_stop_signal_means_the_default() {
         "{}",
         u.text
     );
+}
+
+/// Sanity of the parser port's whole-file reader and variable expansion,
+/// so a broken port cannot make the tests above pass vacuously.
+#[test]
+fn parser_port_reads_units_as_systemd_does() {
+    let d = |s: &str| {
+        parse_unit_file(s).map(|v| {
+            v.into_iter()
+                .map(|d| format!("{}.{}={}", d.section, d.key, d.value))
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(
+        d("[A]\nK=v\\\n  more\n# c\n ;c\n[B]\n X = y \n").unwrap(),
+        ["A.K=v   more", "B.X=y"]
+    );
+    // A comment line inside a continuation is skipped.
+    assert_eq!(d("[A]\nK=a\\\n#c\nb").unwrap(), ["A.K=a b"]);
+    // CR and NUL end lines too: a second directive.
+    assert_eq!(
+        d("[A]\nK=v\rExecStartPre=/x\0L=w").unwrap(),
+        ["A.K=v", "A.ExecStartPre=/x", "A.L=w"]
+    );
+    assert_eq!(d("[A]\nK=a\\\\\nL=b").unwrap(), ["A.K=a\\\\", "A.L=b"]);
+    for bad in ["K=v", "[A]\nno equals", "[A", "[A]\n=v"] {
+        assert!(d(bad).is_err(), "{bad:?}");
+    }
+    let seg = systemd_parser::replace_env_segments;
+    assert_eq!(
+        seg(b"a${X}b$$c").unwrap(),
+        [
+            Seg::Text("a".into()),
+            Seg::Var("X".into()),
+            Seg::Text("b$c".into())
+        ]
+    );
+    assert_eq!(seg(b"$${X}").unwrap(), [Seg::Text("${X}".into())]);
+    for bad in [&b"${X"[..], b"$X", b"${X:-y}", b"$"] {
+        assert!(seg(bad).is_err(), "{bad:?}");
+    }
+}
+
+// ---------------------------------------------------------------------
+// Property: arbitrary image configs and manifest strings.
+// ---------------------------------------------------------------------
+
+/// The secret's value; no generated string contains `Z`.
+const SECRET: &str = "ZQXJ";
+
+/// Pieces that stress every layer: systemd's unquoting, specifiers and
+/// variables, Kubernetes' `$(VAR)` (naming variables that exist), the old
+/// NUL marker, line breaks and directives.
+const TOKENS: &[&str] = &[
+    "a",
+    " ",
+    "\t",
+    "\n",
+    "\r",
+    "\u{1b}",
+    "\u{7}",
+    "%",
+    "%n",
+    "%%",
+    "$",
+    "$$",
+    "${",
+    "}",
+    "$(",
+    ")",
+    "${PATH}",
+    "${MAINPID}",
+    "$(S)",
+    "$(I0)",
+    "$(M0)",
+    "$$(S)",
+    "\"",
+    "'",
+    "\\",
+    "\\n",
+    ";",
+    "=",
+    "#",
+    "[Service]",
+    "ExecStartPre=/bin/evil",
+    "é",
+    "🦀",
+    "\0",
+    "\0MAINPID\0",
+    "\0S\0",
+    "-",
+    "@",
+    "/",
+];
+
+fn from_tokens(nul: bool) -> impl Strategy<Value = String> {
+    let tokens: Vec<&'static str> = TOKENS
+        .iter()
+        .copied()
+        .filter(|t| nul || !t.contains(['\0', '\r', '\u{7}']))
+        .collect();
+    prop::collection::vec(prop::sample::select(tokens), 0..6).prop_map(|v| v.concat())
+}
+
+/// Any string an image config may hold.
+fn hostile() -> impl Strategy<Value = String> {
+    prop_oneof![
+        from_tokens(true),
+        any::<String>().prop_map(|s| s.replace('Z', "z"))
+    ]
+}
+
+/// A manifest string (the manifest is trusted, but its values are escaped
+/// all the same); no NUL, which validation refuses.
+fn manifest_string() -> impl Strategy<Value = String> {
+    from_tokens(false)
+}
+
+#[derive(Clone, Debug)]
+struct Case {
+    img: ImageConfig,
+    command: Option<Vec<String>>,
+    args: Option<Vec<String>>,
+    /// `M0`, `M1`, ... in order, after the secret `S`.
+    env: Vec<String>,
+    hook: Option<Vec<String>>,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    let strings = |n| prop::collection::vec(hostile(), 0..n);
+    let img = (
+        strings(3),
+        strings(3),
+        prop::collection::vec(hostile(), 0..3),
+        prop::option::of(prop_oneof![
+            hostile(),
+            hostile().prop_map(|s| format!("/{s}"))
+        ]),
+        prop::option::of(prop_oneof![
+            Just("1000".to_string()),
+            Just("7:8".to_string()),
+            hostile()
+        ]),
+        prop::option::of(prop_oneof![Just("SIGQUIT".to_string()), hostile()]),
+    )
+        .prop_map(
+            |(entrypoint, cmd, env, working_dir, user, stop_signal)| ImageConfig {
+                entrypoint,
+                cmd,
+                env: env
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("I{i}"), v))
+                    .collect(),
+                working_dir,
+                user,
+                stop_signal,
+                ..image(&[])
+            },
+        );
+    let list = |n| prop::option::of(prop::collection::vec(manifest_string(), 0..n));
+    (
+        img,
+        list(3),
+        list(3),
+        prop::collection::vec(manifest_string(), 0..3),
+        prop::option::of(prop::collection::vec(manifest_string(), 1..3)),
+    )
+        .prop_map(|(img, command, args, env, hook)| Case {
+            img,
+            command,
+            args,
+            env,
+            hook,
+        })
+}
+
+/// The manifest of a case, as JSON (which is YAML).
+fn manifest(c: &Case) -> String {
+    let mut env = vec![serde_json::json!(
+        {"name": "S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "S"}}}
+    )];
+    for (i, v) in c.env.iter().enumerate() {
+        env.push(serde_json::json!({"name": format!("M{i}"), "value": v}));
+    }
+    let mut ctr = serde_json::json!({"name": "c", "image": IMAGE, "env": env});
+    if let Some(v) = &c.command {
+        ctr["command"] = serde_json::json!(v);
+    }
+    if let Some(v) = &c.args {
+        ctr["args"] = serde_json::json!(v);
+    }
+    if let Some(v) = &c.hook {
+        ctr["lifecycle"] = serde_json::json!({"postStart": {"exec": {"command": v}}});
+    }
+    let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "s"}, "stringData": {"S": SECRET}});
+    let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p"}, "spec": {"containers": [ctr]}});
+    format!("{secret}\n---\n{pod}\n")
+}
+
+/// The same case with an image of the same shape whose strings are benign.
+fn benign(c: &Case) -> Case {
+    let mut b = c.clone();
+    let words = |v: &[String]| v.iter().map(|_| "w".to_string()).collect();
+    b.img.entrypoint = words(&c.img.entrypoint);
+    b.img.cmd = words(&c.img.cmd);
+    for e in &mut b.img.env {
+        e.1 = "v".into();
+    }
+    b.img.working_dir = c.img.working_dir.as_ref().map(|w| {
+        if w.is_empty() {
+            String::new()
+        } else {
+            "/w".into()
+        }
+    });
+    // A user that is not `uid[:gid]` fails the hostile build (no store to
+    // resolve names): the benign one builds.
+    let numeric = |u: &String| u.is_empty() || u.split(':').all(|p| p.parse::<u32>().is_ok());
+    b.img.user = c
+        .img
+        .user
+        .clone()
+        .map(|u| if numeric(&u) { u } else { "1000".into() });
+    b.img.stop_signal = c.img.stop_signal.as_ref().map(|s| {
+        if s.is_empty() {
+            String::new()
+        } else {
+            "SIGTERM".into()
+        }
+    });
+    b
+}
+
+/// The environment the container gets as (name, value, secret), by
+/// Kubernetes' rules: the image's, PATH, then the manifest's in order, each
+/// manifest value `$(VAR)`-expanded against what comes before it; a value
+/// that used the secret is secret.
+fn oracle_env(c: &Case) -> Vec<(String, String, bool)> {
+    let mut env: Vec<(String, String, bool)> = c
+        .img
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone(), false))
+        .collect();
+    env.push(("PATH".into(), podc::plan::DEFAULT_PATH.into(), false));
+    env.push(("S".into(), SECRET.into(), true));
+    for (i, raw) in c.env.iter().enumerate() {
+        let used = std::cell::Cell::new(false);
+        let lookup = |n: &str| {
+            env.iter().find(|e| e.0 == n).map(|e| {
+                used.set(used.get() | e.2);
+                e.1.clone()
+            })
+        };
+        let v = podc::expand::expand(raw, &lookup);
+        env.push((format!("M{i}"), v, used.get()));
+    }
+    env
+}
+
+/// One argv element as systemd must hand it over: `$(VAR)` expanded, a
+/// secret as a variable.
+fn oracle_word(raw: &str, env: &[(String, String, bool)]) -> Vec<Seg> {
+    let lookup = |n: &str| {
+        env.iter().find(|e| e.0 == n).map(|e| {
+            if e.2 {
+                Seg::Var(e.0.clone())
+            } else {
+                Seg::Text(e.1.clone())
+            }
+        })
+    };
+    let mut out: Vec<Seg> = Vec::new();
+    for p in podc::expand::expand_pieces(raw, &lookup) {
+        let seg = match p {
+            podc::expand::Piece::Text(t) => Seg::Text(t.to_string()),
+            podc::expand::Piece::Value(s) => s,
+        };
+        match (out.last_mut(), seg) {
+            (_, Seg::Text(t)) if t.is_empty() => {}
+            (Some(Seg::Text(prev)), Seg::Text(t)) => prev.push_str(&t),
+            (_, seg) => out.push(seg),
+        }
+    }
+    out
+}
+
+/// The container's argv by Kubernetes' command/args rules.
+fn oracle_argv(c: &Case) -> Vec<Vec<Seg>> {
+    let env = oracle_env(c);
+    let given = |v: &Option<Vec<String>>| {
+        v.as_ref()
+            .filter(|v| !v.is_empty())
+            .map(|v| v.iter().map(|a| oracle_word(a, &env)).collect::<Vec<_>>())
+    };
+    let lit = |v: &[String]| v.iter().map(|a| text(a)).collect::<Vec<_>>();
+    match (given(&c.command), given(&c.args)) {
+        (Some(cmd), args) => [cmd, args.unwrap_or_default()].concat(),
+        (None, args) => [lit(&c.img.entrypoint), args.unwrap_or(lit(&c.img.cmd))].concat(),
+    }
+}
+
+/// The plain (non-secret) environment as the unit's `Environment=` lines
+/// set it.
+fn unit_env(u: &RenderedUnit) -> Vec<(String, String)> {
+    directives(u)
+        .iter()
+        .filter(|d| d.key == "Environment")
+        .flat_map(|d| systemd_parser::parse_environ(&d.value).expect("Environment="))
+        .collect()
+}
+
+/// `argv` of `key` with the joiner's `--cwd` value replaced by `cwd`.
+fn with_cwd(mut argv: Vec<Vec<Seg>>, cwd: &Option<String>) -> Vec<Vec<Seg>> {
+    if let Some(at) = argv.iter().position(|w| *w == text("--cwd")) {
+        argv[at + 1] = text(cwd.as_deref().unwrap_or_default());
+    }
+    argv
+}
+
+fn exec_line(u: &RenderedUnit, key: &str) -> Option<Vec<Vec<Seg>>> {
+    let d = directives(u);
+    let line = d.iter().find(|d| d.key == key)?;
+    Some(
+        parse_exec_words(&line.value)
+            .unwrap_or_else(|e| panic!("{key}: {e}: {:?}", line.value))
+            .1,
+    )
+}
+
+/// The whole property for one case.
+fn check_case(c: &Case) -> Result<(), TestCaseError> {
+    let b = benign(c);
+    let good = build(&manifest(&b), b.img.clone());
+    let got = build(&manifest(c), c.img.clone());
+    let (good, got) = match (good, got) {
+        (Ok(good), Ok(got)) => (good, got),
+        (Ok(_), Err(d)) => {
+            // Only the image differs: the error must be about it.
+            assert_clear_error(Err(d), IMAGE);
+            return Ok(());
+        }
+        (Err(_), Ok(got)) => {
+            return Err(TestCaseError::fail(format!(
+                "a hostile image built where the benign one did not:\n{}",
+                container_unit(&got).text
+            )))
+        }
+        (Err(_), Err(d)) => {
+            for h in d.iter().map(Diagnostic::headline) {
+                prop_assert!(!h.contains(char::is_control), "{h:?}");
+            }
+            return Ok(());
+        }
+    };
+    // The same units with the same directives, in the same order.
+    let names = |c: &Compiled| {
+        c.pods[0]
+            .units
+            .iter()
+            .map(|u| u.name.clone())
+            .collect::<Vec<_>>()
+    };
+    prop_assert_eq!(names(&good), names(&got));
+    for (g, h) in good.pods[0].units.iter().zip(&got.pods[0].units) {
+        prop_assert_eq!(keys(g), keys(h), "{}", h.text);
+        prop_assert!(!h.text.contains(SECRET), "secret in {}", h.text);
+    }
+    // Every command line is exactly the intended argv.
+    let (gu, hu) = (container_unit(&good), container_unit(&got));
+    let want = oracle_argv(c);
+    let good_argv = exec_line(gu, "ExecStart").unwrap();
+    let joiner = good_argv.len() - oracle_argv(&b).len();
+    let want_start = [
+        with_cwd(good_argv[..joiner].to_vec(), &c.img.working_dir),
+        want,
+    ]
+    .concat();
+    prop_assert_eq!(
+        exec_line(hu, "ExecStart").unwrap(),
+        want_start,
+        "{}",
+        hu.text
+    );
+    if let Some(hook) = &c.hook {
+        let env = oracle_env(c);
+        let good_post = exec_line(gu, "ExecStartPost").unwrap();
+        let prefix = with_cwd(
+            good_post[..good_post.len() - hook.len()].to_vec(),
+            &c.img.working_dir,
+        );
+        let want: Vec<Vec<Seg>> = hook.iter().map(|a| oracle_word(a, &env)).collect();
+        prop_assert_eq!(
+            exec_line(hu, "ExecStartPost").unwrap(),
+            [prefix, want].concat()
+        );
+    }
+    // The plain environment, exactly; the secret and what used it are not
+    // in the unit.
+    let want_env: Vec<(String, String)> = oracle_env(c)
+        .into_iter()
+        .filter(|e| !e.2)
+        .map(|e| (e.0, e.1))
+        .collect();
+    prop_assert_eq!(unit_env(hu), want_env);
+    let kill: Vec<String> = directives(hu)
+        .into_iter()
+        .filter(|d| d.key == "KillSignal")
+        .map(|d| d.value)
+        .collect();
+    let want_kill: Vec<String> = c
+        .img
+        .stop_signal
+        .iter()
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .collect();
+    prop_assert_eq!(kill, want_kill);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Whatever the image and the manifest hold, the units have exactly
+    /// the directives and command lines podc means, or the build fails
+    /// with a clear error about the image.
+    #[test]
+    fn hostile_configs_render_exactly_or_fail_clearly(c in case()) {
+        check_case(&c)?;
+    }
 }
