@@ -6,6 +6,7 @@
 //! exactly the argv podc means; or the build fails with an error that names
 //! the image and the field.
 
+mod image_support;
 #[path = "support/systemd_parser.rs"]
 mod systemd_parser;
 
@@ -376,6 +377,98 @@ fn parser_port_reads_units_as_systemd_does() {
     for bad in [&b"${X"[..], b"$X", b"${X:-y}", b"$"] {
         assert!(seg(bad).is_err(), "{bad:?}");
     }
+}
+
+/// Imports an image with `config` (the OCI `config` object) into the store
+/// at `root` as `reference`.
+fn import_image(root: &std::path::Path, reference: &str, config: serde_json::Value) {
+    use image_support::*;
+    let mut c = busybox_config();
+    c["config"] = config;
+    let img = TestImage::new(
+        vec![layer(
+            &[dir("bin", 0o755)],
+            podc::image::unpack::Compression::None,
+        )],
+        c,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("img.tar");
+    write_oci_archive(&img, &archive, Some(reference));
+    run_ok(podc(root).args(["image", "import"]).arg(&archive));
+}
+
+/// `podc build` against a real store: an imported image's hostile Cmd
+/// reaches ExecStart= as exactly its argv with no directive added, and a
+/// NUL in it fails the build naming the image and the field.
+#[test]
+fn podc_build_with_a_hostile_imported_image() {
+    if image_support::skip_unless_root("importing images") {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    let cmd = [
+        "/bin/sh",
+        "-c",
+        "echo 100% $HOME ${HOME}\"\nExecStartPre=/bin/touch /pwned\n[Service]\nUser=root",
+        "\\",
+    ];
+    import_image(
+        &root,
+        "example.test/hostile:1",
+        serde_json::json!({"Cmd": cmd, "Env": ["A=tab\there"], "WorkingDir": "/srv/%n"}),
+    );
+    import_image(
+        &root,
+        "example.test/nul:1",
+        serde_json::json!({"Cmd": ["/bin/sh", "x\0A}\"\nExecStartPre=/bin/touch /pwned\n\0"]}),
+    );
+    let build = |image: &str| {
+        let pod = t.path().join("pod.yaml");
+        let yaml = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n  - name: c\n    image: {image}\n");
+        std::fs::write(&pod, yaml).unwrap();
+        let out = t.path().join("out");
+        let _ = std::fs::remove_dir_all(&out);
+        let o = image_support::podc(&root)
+            .args(["build", "--systemd-version", "252", "-o"])
+            .arg(&out)
+            .arg(&pod)
+            .output()
+            .unwrap();
+        (o, out.join("units/podc_default_p_c.service"))
+    };
+
+    let (o, unit) = build("example.test/hostile:1");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let u = RenderedUnit {
+        name: "c".into(),
+        text: std::fs::read_to_string(unit).unwrap(),
+        hash: String::new(),
+    };
+    assert!(
+        !keys(&u)
+            .iter()
+            .any(|(_, k)| k == "ExecStartPre" || k == "User"),
+        "{}",
+        u.text
+    );
+    assert_eq!(container_argv(&u), cmd.map(text), "{}", u.text);
+    let argv = exec_start(&u);
+    let cwd = argv.iter().position(|w| *w == text("--cwd")).unwrap();
+    assert_eq!(argv[cwd + 1], text("/srv/%n"));
+
+    let (o, unit) = build("example.test/nul:1");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && !unit.exists(), "{stderr}");
+    assert!(
+        stderr.contains("image example.test/nul:1: Cmd[1] "),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(|c: char| c.is_control() && c != '\n'),
+        "{stderr:?}"
+    );
 }
 
 // ---------------------------------------------------------------------
