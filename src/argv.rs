@@ -51,6 +51,20 @@ impl Word {
         }
     }
 
+    /// `raw` with its Kubernetes `$(VAR)` references expanded by `lookup`,
+    /// which gives a defined variable's literal value or a reference for
+    /// systemd to expand; the rest of `raw` stays text.
+    pub fn expand(raw: &str, lookup: &dyn Fn(&str) -> Option<Part>) -> Word {
+        Word::from_parts(
+            crate::expand::expand_pieces(raw, lookup)
+                .into_iter()
+                .map(|p| match p {
+                    crate::expand::Piece::Text(t) => Part::Text(t.to_string()),
+                    crate::expand::Piece::Value(v) => v,
+                }),
+        )
+    }
+
     /// `prefix${var}suffix`.
     pub fn with_var(prefix: &str, var: &str, suffix: &str) -> Word {
         Word::from_parts([
@@ -95,6 +109,23 @@ mod tests {
         assert_eq!(
             Word::with_var("", "A", ""),
             Word::Parts(vec![Part::Var { var: "A".into() }])
+        );
+    }
+
+    #[test]
+    fn expansion_keeps_references_apart() {
+        let lookup = |n: &str| match n {
+            "S" => Some(Part::Var { var: "S".into() }),
+            "A" => Some(Part::Text("\0S\0$(S)".into())),
+            _ => None,
+        };
+        assert_eq!(
+            Word::expand("-p=$(S)/$(A)/$(B)", &lookup),
+            Word::Parts(vec![
+                Part::Text("-p=".into()),
+                Part::Var { var: "S".into() },
+                Part::Text("/\0S\0$(S)/$(B)".into()),
+            ])
         );
     }
 

@@ -1035,15 +1035,7 @@ fn container_ctx(
                 }
             })
     };
-    let expand_word =
-        |a: &String| -> Word {
-            Word::from_parts(expand::expand_pieces(a, &lookup_for_argv).into_iter().map(
-                |p| match p {
-                    expand::Piece::Text(t) => Part::Text(t.to_string()),
-                    expand::Piece::Value(v) => v,
-                },
-            ))
-        };
+    let expand_word = |a: &String| Word::expand(a, &lookup_for_argv);
     let given = |v: &Option<Vec<String>>| -> Option<Vec<Word>> {
         v.as_deref()
             .filter(|v| !v.is_empty())
