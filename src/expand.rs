@@ -27,27 +27,53 @@
 /// `MappingFuncFor` does.
 pub fn expand(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
     let mut out = String::with_capacity(input.len());
+    for piece in expand_pieces(input, lookup) {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Value(v) => out.push_str(&v),
+        }
+    }
+    out
+}
+
+/// A piece of an expanded string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Piece<'a, T> {
+    /// Text of the input that stays (with `$$` already reduced to `$`).
+    Text(&'a str),
+    /// What `lookup` returned for a defined reference.
+    Value(T),
+}
+
+/// [`expand`] that keeps what each reference resolved to apart from the
+/// input's own text, for callers whose values are not plain strings (a
+/// secret that systemd substitutes at start, see `crate::argv`).
+pub fn expand_pieces<'a, T>(
+    input: &'a str,
+    lookup: &dyn Fn(&str) -> Option<T>,
+) -> Vec<Piece<'a, T>> {
+    let mut out = Vec::new();
     // Every special character is ASCII, so slicing right after one of them
     // always lands on a char boundary.
     let mut rest = input;
     loop {
         let Some(dollar) = rest.find('$') else {
-            out.push_str(rest);
+            out.push(Piece::Text(rest));
             return out;
         };
-        out.push_str(&rest[..dollar]);
+        out.push(Piece::Text(&rest[..dollar]));
         // Everything after the operator.
         let after = &rest[dollar + 1..];
         let mut chars = after.chars();
         match chars.next() {
             // `$` at the very end of the input is preserved.
             None => {
-                out.push('$');
+                out.push(Piece::Text(&rest[dollar..]));
                 return out;
             }
             // Escaped operator: `$$` -> `$`.
             Some('$') => {
-                out.push('$');
+                out.push(Piece::Text(&rest[dollar..dollar + 1]));
                 rest = &after[1..];
             }
             Some('(') => {
@@ -57,19 +83,16 @@ pub fn expand(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
                     Some(close) => {
                         let name = &body[..close];
                         match lookup(name) {
-                            Some(value) => out.push_str(&value),
-                            None => {
-                                out.push_str("$(");
-                                out.push_str(name);
-                                out.push(')');
-                            }
+                            Some(value) => out.push(Piece::Value(value)),
+                            // `$(NAME)` as written.
+                            None => out.push(Piece::Text(&rest[dollar..dollar + close + 3])),
                         }
                         rest = &body[close + 1..];
                     }
                     None => {
                         // Incomplete reference: copy `$(` and keep scanning
                         // right after the opener, as Kubernetes does.
-                        out.push_str("$(");
+                        out.push(Piece::Text(&rest[dollar..dollar + 2]));
                         rest = body;
                     }
                 }
@@ -77,8 +100,7 @@ pub fn expand(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
             // Operator that does not start an expression: copy it and the
             // following character unchanged.
             Some(c) => {
-                out.push('$');
-                out.push(c);
+                out.push(Piece::Text(&rest[dollar..dollar + 1 + c.len_utf8()]));
                 rest = chars.as_str();
             }
         }
@@ -257,6 +279,25 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn pieces_keep_values_apart_from_the_inputs_text() {
+        let lookup = |n: &str| (n == "S").then_some(7);
+        assert_eq!(
+            expand_pieces("a$(S)b$$(S)$(X)$(", &lookup),
+            [
+                Piece::Text("a"),
+                Piece::Value(7),
+                Piece::Text("b"),
+                Piece::Text("$"),
+                Piece::Text("(S)"),
+                Piece::Text("$(X)"),
+                Piece::Text(""),
+                Piece::Text("$("),
+                Piece::Text(""),
+            ]
+        );
     }
 
     #[test]

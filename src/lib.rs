@@ -2,6 +2,7 @@
 //! them on one host, with systemd as the only supervisor.
 
 pub mod activate;
+pub mod argv;
 pub mod container_root;
 pub mod diagnostic;
 pub mod escape;
@@ -24,5 +25,6 @@ pub mod render;
 pub mod rootfs;
 pub mod schema;
 pub mod systemd;
+pub mod untrusted;
 pub mod validate;
 pub mod volumes;

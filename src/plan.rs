@@ -16,6 +16,7 @@
 //! `_` cannot occur in Kubernetes names, so these names are unique per
 //! namespace, pod and container.
 
+use crate::argv::{Part, Word};
 use crate::expand;
 use crate::model::*;
 use crate::quantity;
@@ -261,7 +262,7 @@ struct LinkCtx {
 /// A lifecycle hook as systemd runs it, inside the container's sandbox.
 #[derive(Clone, Debug, Serialize)]
 struct HookCmd {
-    argv: Vec<String>,
+    argv: Vec<Word>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -301,7 +302,7 @@ struct ContainerCtx {
     /// the container (its exit status, which systemd keeps until the next
     /// start); systemd 252 does not detect OOM kills on cgroup v1.
     oom_check: Option<Vec<String>>,
-    exec_start: Vec<String>,
+    exec_start: Vec<Word>,
     /// Arguments of the infra unit's `podc rootfs prepare` that lays out
     /// this container's root file system (the joiner mounts it); not
     /// rendered here.
@@ -881,6 +882,15 @@ fn container_ctx(
             ),
         ));
     }
+    // The image's strings are checked before any reaches the unit.
+    for problem in image.iter().flat_map(crate::untrusted::problems) {
+        errors.push(Note::at(
+            vp,
+            &format!("{cpath}/image"),
+            "image-config",
+            format!("image {}: {problem}", c.image),
+        ));
+    }
     let img = image.clone().unwrap_or_default();
 
     // Environment: the image's, then the container's, in order; envFrom
@@ -1011,28 +1021,30 @@ fn container_ctx(
     // command/args against ENTRYPOINT/CMD, then `$(VAR)` expansion against
     // the container's environment. References to secret variables become
     // `${VAR}`, expanded by systemd from the EnvironmentFile at start, so
-    // the secret never lands in the unit.
-    let lookup_for_argv = |name: &str| -> Option<String> {
+    // the secret never lands in the unit. Everything else, the image's
+    // ENTRYPOINT/CMD included, is literal text (`crate::argv`).
+    let lookup_for_argv = |name: &str| -> Option<Part> {
         resolved
             .iter()
             .find(|(k, _, _)| k == name)
             .map(|(k, v, s)| {
                 if *s {
-                    format!("\u{0}{k}\u{0}")
+                    Part::Var { var: k.clone() }
                 } else {
-                    v.clone()
+                    Part::Text(v.clone())
                 }
             })
     };
-    let expand_argv = |argv: &[String]| -> Vec<String> {
-        argv.iter()
-            .map(|a| expand::expand(a, &lookup_for_argv))
-            .collect()
+    let expand_word = |a: &String| Word::expand(a, &lookup_for_argv);
+    let given = |v: &Option<Vec<String>>| -> Option<Vec<Word>> {
+        v.as_deref()
+            .filter(|v| !v.is_empty())
+            .map(|v| v.iter().map(expand_word).collect())
     };
-    let given = |v: &Option<Vec<String>>| v.as_deref().filter(|v| !v.is_empty()).map(&expand_argv);
+    let text = |v: &[String]| -> Vec<Word> { v.iter().cloned().map(Word::Text).collect() };
     let argv = container_argv(
-        &img.entrypoint,
-        &img.cmd,
+        &text(&img.entrypoint),
+        &text(&img.cmd),
         given(&c.command).as_deref(),
         given(&c.args).as_deref(),
     );
@@ -1080,8 +1092,8 @@ fn container_ctx(
                 cpath,
                 "image-user-name",
                 match &img.user_ids {
-                    Some(Err(e)) => format!("image {} runs as {what} \"{v}\", which podc cannot resolve: {e}; set securityContext.runAsUser/runAsGroup to numeric ids", c.image),
-                    _ => format!("image {} runs as {what} \"{v}\", a name podc cannot resolve; set securityContext.runAsUser/runAsGroup to numeric ids", c.image),
+                    Some(Err(e)) => format!("image {} runs as {what} {v:?}, which podc cannot resolve: {}; set securityContext.runAsUser/runAsGroup to numeric ids", c.image, crate::untrusted::printable(e)),
+                    _ => format!("image {} runs as {what} {v:?}, a name podc cannot resolve; set securityContext.runAsUser/runAsGroup to numeric ids", c.image),
                 },
             ));
         }
@@ -1108,7 +1120,7 @@ fn container_ctx(
         let why = if uid.as_deref().is_some_and(|u| u != "0") {
             format!(
                 "image has non-numeric user ({}), cannot verify user is non-root",
-                img.user.as_deref().unwrap_or_default()
+                crate::untrusted::printable(img.user.as_deref().unwrap_or_default())
             )
         } else if image.is_some() {
             "image will run as root".to_string()
@@ -1244,21 +1256,24 @@ fn container_ctx(
     // Joiner options shared by the main command and exec hooks. A confined
     // container's /sys is read-only.
     let read_only_root = sc.read_only_root_filesystem.unwrap_or(false);
-    let joiner = |hook: bool| -> Vec<String> {
-        let mut j: Vec<String> = vec![helper.clone(), "join".into()];
+    let joiner = |hook: bool| -> Vec<Word> {
+        let mut j: Vec<Word> = vec![helper.clone().into(), "join".into()];
         if hook {
             // An exec hook runs in the running container's mount namespace.
-            j.extend(["--mnt".into(), "/proc/\0MAINPID\0/ns/mnt".into()]);
+            j.extend([
+                "--mnt".into(),
+                Word::with_var("/proc/", "MAINPID", "/ns/mnt"),
+            ]);
         } else {
-            j.extend(["--rootfs".into(), container_dir.clone()]);
+            j.extend(["--rootfs".into(), container_dir.clone().into()]);
             for l in &img.layers {
-                j.extend(["--layer".into(), l.clone()]);
+                j.extend(["--layer".into(), l.clone().into()]);
             }
             for (src, dst, ro) in &binds {
                 j.extend([
-                    if *ro { "--bind-ro" } else { "--bind" }.to_string(),
-                    src.clone(),
-                    dst.clone(),
+                    if *ro { "--bind-ro" } else { "--bind" }.into(),
+                    src.clone().into(),
+                    dst.clone().into(),
                 ]);
             }
             if read_only_root {
@@ -1272,19 +1287,24 @@ fn container_ctx(
             }
         }
         if let Some(w) = &working_dir {
-            j.extend(["--cwd".into(), w.clone()]);
+            j.extend(["--cwd".into(), w.clone().into()]);
         }
         if !spec.host_network {
-            j.extend(["--uts".into(), format!("{}/ns/uts", pc.run_dir)]);
+            j.extend(["--uts".into(), format!("{}/ns/uts", pc.run_dir).into()]);
         }
         if !spec.host_ipc {
-            j.extend(["--ipc".into(), format!("{}/ns/ipc", pc.run_dir)]);
+            j.extend(["--ipc".into(), format!("{}/ns/ipc", pc.run_dir).into()]);
         }
         match (&pid, hook) {
             (Pid::Host, _) => {}
             // A hook joins the container's own PID namespace.
-            (_, true) => j.extend(["--pid".into(), "/proc/\0MAINPID\0/ns/pid".into()]),
-            (Pid::Join, false) => j.extend(["--pid".into(), format!("{}/ns/pid", pc.run_dir)]),
+            (_, true) => j.extend([
+                "--pid".into(),
+                Word::with_var("/proc/", "MAINPID", "/ns/pid"),
+            ]),
+            (Pid::Join, false) => {
+                j.extend(["--pid".into(), format!("{}/ns/pid", pc.run_dir).into()])
+            }
             (Pid::New, false) => j.push("--new-pid".into()),
         }
         // Hooks and init containers are waited for; app containers are
@@ -1299,7 +1319,8 @@ fn container_ctx(
                     "{}:{}",
                     uid.as_deref().unwrap_or("0"),
                     gid.as_deref().unwrap_or("0")
-                ),
+                )
+                .into(),
             ]);
         }
         if !sc.supplemental_groups.is_empty() {
@@ -1309,11 +1330,12 @@ fn container_ctx(
                     .iter()
                     .map(u32::to_string)
                     .collect::<Vec<_>>()
-                    .join(","),
+                    .join(",")
+                    .into(),
             ]);
         }
         if let Some(caps) = &capabilities {
-            j.extend(["--caps".into(), caps.join(",")]);
+            j.extend(["--caps".into(), caps.join(",").into()]);
         }
         if non_root {
             j.push("--non-root".into());
@@ -1322,7 +1344,7 @@ fn container_ctx(
         j
     };
     let exec_start = [joiner(false), argv.clone()].concat();
-    let wrap = |cmd: Vec<String>| [joiner(true), cmd].concat();
+    let wrap = |cmd: Vec<Word>| [joiner(true), cmd].concat();
 
     // Hooks.
     let hook = |h: &Handler| -> HookCmd {
@@ -1342,12 +1364,7 @@ fn container_ctx(
         let mut helper = vec![helper.clone(), "hook".into()];
         if let Some(e) = &h.exec {
             return HookCmd {
-                argv: wrap(
-                    e.command
-                        .iter()
-                        .map(|a| expand::expand(a, &lookup_for_argv))
-                        .collect(),
-                ),
+                argv: wrap(e.command.iter().map(expand_word).collect()),
             };
         }
         // Probing actions target the pod's address by default.
@@ -1377,7 +1394,9 @@ fn container_ctx(
         } else if let Some(s) = &h.sleep {
             helper.extend(["sleep".into(), s.seconds.to_string()]);
         }
-        HookCmd { argv: helper }
+        HookCmd {
+            argv: helper.into_iter().map(Word::Text).collect(),
+        }
     };
     let post_start = c
         .lifecycle
@@ -1485,19 +1504,20 @@ fn container_ctx(
         sub_paths,
         post_start,
         pre_stop,
-        stop_signal: img.stop_signal.clone(),
+        // An empty StopSignal means the default, as in resolve_process.
+        stop_signal: img.stop_signal.clone().filter(|s| !s.is_empty()),
     }
 }
 
 /// Kubernetes' rule for what a container runs: `command` replaces the
 /// image's ENTRYPOINT and drops its CMD, `args` replaces CMD. Callers pass
 /// `None` for an unset (or empty) list, as Kubernetes treats both alike.
-pub fn container_argv(
-    entrypoint: &[String],
-    cmd: &[String],
-    command: Option<&[String]>,
-    args: Option<&[String]>,
-) -> Vec<String> {
+pub fn container_argv<T: Clone>(
+    entrypoint: &[T],
+    cmd: &[T],
+    command: Option<&[T]>,
+    args: Option<&[T]>,
+) -> Vec<T> {
     match (command, args) {
         (Some(command), args) => [command, args.unwrap_or_default()].concat(),
         (None, args) => [entrypoint, args.unwrap_or(cmd)].concat(),
@@ -1869,7 +1889,7 @@ mod tests {
             container_argv(&ep, &cmd, Some(&v(&["/c"])), Some(&v(&["a"]))),
             v(&["/c", "a"])
         );
-        assert!(container_argv(&[], &[], None, None).is_empty());
+        assert!(container_argv::<String>(&[], &[], None, None).is_empty());
     }
 
     #[test]
@@ -1988,8 +2008,12 @@ spec:
             String::from_utf8_lossy(&env_file.content),
             "PW=\"p\\$w\"\nT=\"p\\$w\"\n"
         );
-        let argv: Vec<String> = serde_json::from_value(ctx["exec_start"].clone()).unwrap();
-        assert!(argv.contains(&"\0PW\0 $(A)".to_string()), "{argv:?}");
+        // The secret is a typed reference (rendered `${PW}`), never text.
+        let argv = ctx["exec_start"].as_array().unwrap();
+        assert!(
+            argv.contains(&serde_json::json!([{"var": "PW"}, " $(A)"])),
+            "{argv:?}"
+        );
     }
 
     #[test]

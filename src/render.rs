@@ -7,9 +7,10 @@
 //! the directive they are used in (`exec`, `env`, `path`, `bind`), marked
 //! safe. A value therefore cannot smuggle a directive into a unit.
 
+use crate::argv::{Part, Word};
 use crate::escape;
 use crate::plan::PodPlan;
-use minijinja::value::Value;
+use minijinja::value::{Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -87,20 +88,57 @@ fn strings(v: &Value) -> Result<Vec<String>, Error> {
         .collect()
 }
 
-/// One argv element. A NUL-delimited name (`\0NAME\0`, which the planner
-/// inserts for secret variables; NUL cannot occur in real arguments) becomes
-/// `${NAME}`, for systemd to expand from the EnvironmentFile at start.
-fn exec_word(arg: &str) -> Result<String, String> {
-    if !arg.contains('\0') {
-        return escape::try_exec_arg(arg);
+/// One argv element from the template context: a string is literal text,
+/// a list is literal text and `{"var": NAME}` references, which only the
+/// planner creates ([`Word`]). No string is ever read as a reference.
+fn context_word(v: &Value) -> Result<Word, Error> {
+    if let Some(s) = v.as_str() {
+        return Ok(Word::Text(s.to_string()));
     }
+    let bad = || {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            "an argument must be a string or a list of strings and {var: NAME} maps",
+        )
+    };
+    if v.kind() != ValueKind::Seq {
+        return Err(bad());
+    }
+    let parts = v
+        .try_iter()?
+        .map(|p| match (p.as_str(), p.kind()) {
+            (Some(s), _) => Ok(Part::Text(s.to_string())),
+            (None, ValueKind::Map) => p
+                .get_attr("var")?
+                .as_str()
+                .map(|n| Part::Var { var: n.to_string() })
+                .ok_or_else(bad),
+            _ => Err(bad()),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Word::from_parts(parts))
+}
+
+/// One argv element in `Exec*=` syntax: literal text escaped by
+/// [`escape::try_exec_arg`] (so `$`, `%`, quotes and control characters
+/// reach the process exactly, and a NUL is an error), variables as
+/// `${NAME}` for systemd to expand at start.
+fn exec_word(word: &Word) -> Result<String, String> {
     let mut out = String::from("\"");
-    for (i, piece) in arg.split('\0').enumerate() {
-        if i % 2 == 1 {
-            out.push_str(&format!("${{{piece}}}"));
-        } else {
-            let q = escape::try_exec_arg(piece)?;
-            out.push_str(&q[1..q.len() - 1]);
+    for part in word.parts() {
+        match part {
+            Part::Text(t) => {
+                let q = escape::try_exec_arg(&t)?;
+                out.push_str(&q[1..q.len() - 1]);
+            }
+            Part::Var { var } if escape::systemd_env_name_ok(&var) => {
+                out.push_str(&format!("${{{var}}}"));
+            }
+            Part::Var { var } => {
+                return Err(format!(
+                    "variable {var:?} cannot be referenced in a command line: systemd expands only names of ASCII letters, digits and '_'"
+                ))
+            }
         }
     }
     out.push('"');
@@ -113,15 +151,18 @@ fn invalid(e: String) -> Error {
 
 /// `argv | exec` → a command line for `ExecStart=` and friends.
 fn filter_exec(v: Value) -> Result<Value, Error> {
-    let argv = strings(&v)?;
+    let argv = v
+        .try_iter()?
+        .map(|w| context_word(&w))
+        .collect::<Result<Vec<_>, _>>()?;
     let Some((cmd, args)) = argv.split_first() else {
         return Err(invalid("empty command line".into()));
     };
-    if cmd.contains('\0') {
+    let Word::Text(cmd) = cmd else {
         return Err(invalid(
-            "a secret cannot be part of the executable's name".into(),
+            "a variable cannot be part of the executable's name".into(),
         ));
-    }
+    };
     let mut line = escape::exec_command(std::slice::from_ref(cmd)).map_err(invalid)?;
     for a in args {
         line.push(' ');
@@ -168,6 +209,27 @@ fn filter_bind(v: Value) -> Result<Value, Error> {
     }
 }
 
+/// systemd refuses to load a unit with a line longer than
+/// [`escape::UNIT_LINE_MAX`]: say so at build time, naming the directive.
+fn check_line_lengths(unit: &str, text: &str) -> Result<(), String> {
+    let Some(line) = text.lines().find(|l| l.len() > escape::UNIT_LINE_MAX) else {
+        return Ok(());
+    };
+    let key: String = line
+        .split('=')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(40)
+        .collect();
+    Err(format!(
+        "{unit}: its {} line is {} bytes long; systemd loads no unit with a line longer than {} bytes",
+        escape::text_value(&key),
+        line.len(),
+        escape::UNIT_LINE_MAX
+    ))
+}
+
 /// Render every unit of a pod.
 pub fn render(env: &Environment, plan: &PodPlan) -> Result<Vec<RenderedUnit>, String> {
     plan.units
@@ -184,6 +246,7 @@ pub fn render(env: &Environment, plan: &PodPlan) -> Result<Vec<RenderedUnit>, St
                 text = text.replace("\n\n\n", "\n\n");
             }
             let text = format!("{}\n", text.trim_end());
+            check_line_lengths(&u.name, &text)?;
             Ok(RenderedUnit {
                 name: u.name.clone(),
                 hash: format!("sha256:{:x}", Sha256::digest(text.as_bytes())),
@@ -198,13 +261,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secret_references_become_systemd_variables() {
+    fn variables_become_systemd_variables_and_text_stays_text() {
+        let w = |p: Word| exec_word(&p).unwrap();
         assert_eq!(
-            exec_word("--password=\0DB_PASS\0!").unwrap(),
+            w(Word::with_var("--password=", "DB_PASS", "!")),
             "\"--password=${DB_PASS}!\""
         );
-        assert_eq!(exec_word("\0A\0").unwrap(), "\"${A}\"");
-        assert_eq!(exec_word("$5").unwrap(), "\"$$5\"");
+        assert_eq!(w(Word::with_var("", "A", "")), "\"${A}\"");
+        assert_eq!(w("$5".into()), "\"$$5\"");
+        // Text that looks like the old NUL marker or a reference stays text.
+        assert!(exec_word(&"\0A\0".into()).unwrap_err().contains("NUL"));
+        assert_eq!(w("${A}".into()), "\"$${A}\"");
+        assert!(exec_word(&Word::with_var("", "A}\"\n", "")).is_err());
     }
 
     #[test]
