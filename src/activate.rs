@@ -236,6 +236,8 @@ pub fn apply(
         return Ok(true);
     }
     let sd = sd.ok_or("no connection to systemd")?;
+    // even when nothing changes: trees an older podc left open close here
+    install::make_private(paths).map_err(err("making podc's directories private"))?;
     install::remove_stale_tmp(&paths.unit_dir);
     install::remove_stale_data_tmp(paths);
     let touched: Vec<&PlanItem> = items

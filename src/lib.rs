@@ -17,6 +17,7 @@ pub mod names;
 pub mod observe;
 pub mod oom;
 pub mod output;
+pub mod perms;
 pub mod pipeline;
 pub mod plan;
 pub mod quantity;

@@ -146,6 +146,10 @@ pub(crate) const EXIT_INVALID: u8 = 1;
 pub(crate) const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
+    // Whatever umask the admin's shell has, nothing podc creates is group-
+    // or world-writable (files that hold secrets are 0600 explicitly), and
+    // processes `podc exec` starts get the umask container runtimes give.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     let cli = Cli::parse();
     match cli.command {
         Command::Schema => {
