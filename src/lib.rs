@@ -25,5 +25,6 @@ pub mod render;
 pub mod rootfs;
 pub mod schema;
 pub mod systemd;
+pub mod term;
 pub mod validate;
 pub mod volumes;

@@ -260,10 +260,8 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 pub(crate) fn print_diags(diags: &[Diagnostic], sources: &[Source], format: Format) {
     match format {
         Format::Json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(diags).unwrap_or_else(|_| "[]".into())
-            );
+            let text = serde_json::to_string_pretty(diags).unwrap_or_else(|_| "[]".into());
+            println!("{}", podc::term::json_safe(&text));
         }
         Format::Text => {
             for d in diags {

@@ -234,3 +234,172 @@ fn a_build_keeps_secrets_from_other_users() -> Result {
     assert_eq!(writable, Vec::<String>::new(), "group/world-writable");
     Ok(())
 }
+
+mod image_support;
+
+/// An image `created` that clears the screen, sets the window title and
+/// forges a row of `podc image ls`.
+const EVIL_CREATED: &str = "\x1b[2J\x1b]0;pwned\x07\nFAKE-ROW";
+const EVIL_USER: &str = "\x1b]0;pwned\x07\u{202e}nobody";
+
+/// Whether a terminal would show `text` as it is: no control character
+/// but newline, no DEL, no C1 control, no bidi control.
+fn terminal_safe(text: &str) -> std::result::Result<(), String> {
+    match text.chars().find(|&c| {
+        (c < ' ' && c != '\n')
+            || ('\x7f'..='\u{9f}').contains(&c)
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    }) {
+        Some(c) => Err(format!("{c:?} in {text:?}")),
+        None => Ok(()),
+    }
+}
+
+/// `podc --root ROOT ARGS...`
+fn podc(root: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_podc"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("run podc")
+}
+
+fn stdout_of(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "{}", show(out));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// An image whose config strings carry escape sequences, C1 controls and
+/// bidi overrides. Its user is in its `/etc/passwd`, so podc resolves it
+/// and a `runAsNonRoot` pod quotes it (CreateContainerConfigError).
+fn evil_image() -> image_support::TestImage {
+    use image_support::{file, host_arch, layer, TestImage};
+    let config = serde_json::json!({
+        "created": EVIL_CREATED,
+        "author": "mallory\x1b[8m\u{9b}2J",
+        "architecture": host_arch(),
+        "os": "linux",
+        "config": {
+            "User": EVIL_USER,
+            "Cmd": ["sh\x1b[1m"],
+            "Labels": {"evil\x1b[31m": "v\u{9b}2J\r\nx\u{2066}"},
+        },
+    });
+    let passwd = format!("root:x:0:0::/:/bin/sh\n{EVIL_USER}:x:1000:1000::/:/bin/sh\n");
+    TestImage::new(
+        vec![layer(
+            &[file("etc/passwd", 0o644, passwd.as_bytes())],
+            podc::image::unpack::Compression::None,
+        )],
+        config,
+    )
+}
+
+/// A fresh store holding [`evil_image`] as `evil:1`.
+fn evil_store() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let archive = root.path().join("evil.tar");
+    image_support::write_oci_archive(&evil_image(), &archive, None);
+    let a = archive.to_str().unwrap();
+    stdout_of(&podc(
+        root.path(),
+        &["image", "import", a, "--name", "evil:1"],
+    ));
+    root
+}
+
+const EVIL_POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  securityContext: {runAsNonRoot: true}\n  containers:\n  - {name: c, image: 'evil:1'}\n";
+
+#[test]
+fn image_strings_reach_no_terminal_raw() {
+    let root = evil_store();
+    let r = root.path();
+
+    let ls = stdout_of(&podc(r, &["image", "ls"]));
+    terminal_safe(&ls).unwrap();
+    assert_eq!(ls.lines().count(), 2, "a header and one row: {ls}");
+    assert!(ls.contains("\\x1b[2J\\x1b]0;pwned\\x07\\nFAKE-ROW"), "{ls}");
+
+    // JSON stays JSON, with the exact value, escaped by JSON
+    let json = stdout_of(&podc(r, &["image", "ls", "-o", "json"]));
+    terminal_safe(&json).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v[0]["created"], EVIL_CREATED);
+
+    let inspect = stdout_of(&podc(r, &["image", "inspect", "evil:1"]));
+    terminal_safe(&inspect).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(v["created"], EVIL_CREATED);
+    assert_eq!(v["config"]["User"], EVIL_USER);
+    assert_eq!(
+        v["config"]["Labels"]["evil\x1b[31m"],
+        "v\u{9b}2J\r\nx\u{2066}"
+    );
+}
+
+#[test]
+fn build_diagnostics_quote_image_values_safely() {
+    let root = evil_store();
+    let r = root.path();
+    let pod = r.join("pod.yaml");
+    std::fs::write(&pod, EVIL_POD).unwrap();
+    let out_dir = r.join("build");
+    let (pod, out_dir) = (pod.to_str().unwrap(), out_dir.to_str().unwrap());
+    let out = podc(r, &["build", pod, "-o", out_dir]);
+    let err = String::from_utf8(out.stderr.clone()).unwrap();
+    terminal_safe(&err).unwrap();
+    assert!(
+        err.contains("\\x1b]0;pwned\\x07\\u{202e}nobody"),
+        "{}",
+        show(&out)
+    );
+    let out = podc(r, &["build", pod, "-o", out_dir, "--diagnostics", "json"]);
+    let json = String::from_utf8(out.stdout.clone()).unwrap();
+    terminal_safe(&json).unwrap();
+    // the diagnostics, then what the build wrote
+    let v: serde_json::Value = serde_json::Deserializer::from_str(&json)
+        .into_iter()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["message"].as_str().unwrap().contains(EVIL_USER)),
+        "{json}"
+    );
+}
+
+#[test]
+fn apply_get_and_describe_quote_image_values_safely() -> Result {
+    let Some(p) = Podc::boot()? else {
+        return Ok(());
+    };
+    image_support::write_oci_archive(&evil_image(), &p.sd.path("/run/evil.tar"), None);
+    p.run_ok(&["image", "import", "/run/evil.tar", "--name", "evil:1"]);
+    p.manifest("/srv/p.yaml", EVIL_POD);
+    // the pod is installed; its container is refused with the image's user
+    let out = p.apply("/srv/p.yaml", &[]);
+    let text = show(&out);
+    terminal_safe(&text).unwrap();
+    assert!(text.contains("CreateContainerConfigError"), "{text}");
+    let describe = p.run_ok(&["describe", "pod", "p"]);
+    terminal_safe(&describe).unwrap();
+    // (how the unit file carries the message is not this test's business)
+    assert!(
+        describe.contains("non-numeric user (") && describe.contains("\\u{202e}nobody)"),
+        "{describe}"
+    );
+    terminal_safe(&p.run_ok(&["get", "pods"])).unwrap();
+    for o in ["json", "yaml"] {
+        terminal_safe(&p.run_ok(&["get", "pod", "p", "-o", o])).unwrap();
+    }
+    let json = p.run_ok(&["get", "pod", "p", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json)?;
+    let msg = v["status"]["containerStatuses"][0]["state"]["waiting"]["message"].as_str();
+    assert!(msg.is_some_and(|m| m.contains("\u{202e}nobody")), "{json}");
+    Ok(())
+}
