@@ -227,7 +227,7 @@ impl Store {
     pub fn open(state_root: &Path) -> Result<Store> {
         let dir = state_root.join("images");
         for d in [state_root, dir.as_path()] {
-            crate::perms::private_dir(d).context("making the image store private")?;
+            crate::perms::private_dir(d).context("opening the image store (root only)")?;
         }
         for d in ["blobs/sha256", "layers", "tmp", "users"] {
             fs::create_dir_all(dir.join(d))
