@@ -32,6 +32,7 @@
 use crate::install::{self, DesiredPod, Installed, InstalledPod, Paths};
 use crate::observe::{self, Phase, PodStatus, State};
 use crate::systemd::{Event, Systemd, UnitState};
+use crate::term::safe;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -236,6 +237,8 @@ pub fn apply(
         return Ok(true);
     }
     let sd = sd.ok_or("no connection to systemd")?;
+    // even when nothing changes: trees an older podc left open close here
+    install::make_private(paths).map_err(err("making podc's directories private"))?;
     install::remove_stale_tmp(&paths.unit_dir);
     install::remove_stale_data_tmp(paths);
     let touched: Vec<&PlanItem> = items
@@ -529,13 +532,18 @@ pub fn explain(sd: &Systemd, pod: &InstalledPod, st: &PodStatus, out: &mut dyn W
             (State::Terminated { reason, .. }, _) => reason.clone(),
             (State::Running { .. }, _) => "Running".into(),
         };
+        // the reason and message can quote the image (its user, ...)
         let _ = writeln!(
             out,
-            "  container {} ({}): {reason}, systemd Result={}, {how}, restarts {}",
-            c.name, c.unit, c.result, c.restart_count
+            "  container {} ({}): {}, systemd Result={}, {how}, restarts {}",
+            c.name,
+            c.unit,
+            safe(&reason),
+            c.result,
+            c.restart_count
         );
         if let Some(m) = &c.message {
-            let _ = writeln!(out, "    {m}");
+            let _ = writeln!(out, "    {}", safe(m));
         }
         journal_tail(&c.unit, 20, out);
     }
@@ -579,7 +587,7 @@ pub fn journal_tail(unit: &str, n: u32, out: &mut dyn Write) {
         .output();
     if let Ok(o) = r {
         for l in String::from_utf8_lossy(&o.stdout).lines() {
-            let _ = writeln!(out, "    | {l}");
+            let _ = writeln!(out, "    | {}", safe(l));
         }
     }
 }

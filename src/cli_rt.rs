@@ -7,6 +7,7 @@ use podc::install::{self, DesiredPod, Installed, Paths};
 use podc::observe::{self, PodStatus, State};
 use podc::plan::NoImages;
 use podc::systemd::{self, Systemd};
+use podc::term::{json_safe, safe, safe_lines};
 use podc::{pipeline, render};
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -344,7 +345,10 @@ fn ensure_images(root: &Path, validated: &podc::validate::Validated) -> Result<(
             podc::model::PullPolicy::Never => podc::image::PullPolicy::Never,
         };
         if let Err(e) = store.ensure_image(&image, policy, &podc::image::PullOptions::default()) {
-            eprintln!("podc: {who}: image {image}: {e:#}");
+            eprintln!(
+                "podc: {who}: image {image}: {}",
+                safe_lines(&format!("{e:#}"))
+            );
             failed = true;
         }
     }
@@ -471,10 +475,12 @@ pub fn get(root: &Path, a: GetArgs) -> ExitCode {
                     "items": statuses.iter().map(observe::pod_json).collect::<Vec<_>>(),
                 })
             };
+            // Reasons and messages can quote the image (its user, ...).
             if a.output == Some(GetFormat::Json) {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                let text = serde_json::to_string_pretty(&v).unwrap_or_default();
+                println!("{}", json_safe(&text));
             } else {
-                print!("{}", observe::to_yaml(&v));
+                print!("{}", json_safe(&observe::to_yaml(&v)));
             }
         }
         fmt => {
@@ -516,7 +522,13 @@ pub fn get(root: &Path, a: GetArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Prints `rows` as aligned columns; every cell made terminal-safe (a
+/// status can quote the image).
 fn print_table(rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| safe(c).into_owned()).collect())
+        .collect();
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|i| {
@@ -527,7 +539,7 @@ fn print_table(rows: &[Vec<String>]) {
                 .unwrap_or(0)
         })
         .collect();
-    for r in rows {
+    for r in &rows {
         let line: Vec<String> = r
             .iter()
             .enumerate()
@@ -552,7 +564,7 @@ fn describe_container(c: &observe::ContainerStatus, now: u64) {
     let show = |label: &str, s: &State| match s {
         State::Waiting { reason } => {
             println!("    {label:<15} Waiting");
-            println!("      Reason:       {reason}");
+            println!("      Reason:       {}", safe(reason));
         }
         State::Running { started_us } => {
             println!("    {label:<15} Running");
@@ -569,7 +581,7 @@ fn describe_container(c: &observe::ContainerStatus, now: u64) {
             finished_us,
         } => {
             println!("    {label:<15} Terminated");
-            println!("      Reason:       {reason}");
+            println!("      Reason:       {}", safe(reason));
             println!("      Exit Code:    {exit_code}");
             println!("      Started:      {}", observe::rfc3339(*started_us));
             println!("      Finished:     {}", observe::rfc3339(*finished_us));
@@ -577,7 +589,7 @@ fn describe_container(c: &observe::ContainerStatus, now: u64) {
     };
     show("State:", &c.state);
     if let Some(m) = &c.message {
-        println!("      Message:      {m}");
+        println!("      Message:      {}", safe(m));
     }
     if let Some(l) = &c.last {
         show("Last State:", l);
@@ -665,7 +677,7 @@ pub fn describe(root: &Path, a: DescribeArgs) -> ExitCode {
     }
     if let Ok(o) = cmd.output() {
         for l in String::from_utf8_lossy(&o.stdout).lines() {
-            println!("  {l}");
+            println!("  {}", safe(l));
         }
     }
     ExitCode::SUCCESS

@@ -477,6 +477,11 @@ pub(crate) fn fresh_layer(dir: &Path, layers: &[PathBuf]) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.join("work"), std::fs::Permissions::from_mode(0o700))
         .map_err(|e| err("work", e))?;
+    // `upper/` is the container's `/` (the overlay root takes its mode):
+    // every container user traverses it, whatever umask prepared it. The
+    // host path to it stays root-only (crate::perms).
+    std::fs::set_permissions(dir.join("upper"), std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| err("upper", e))?;
     for (i, l) in layers.iter().enumerate() {
         std::os::unix::fs::symlink(l, dir.join("l").join(i.to_string()))
             .map_err(|e| err(format!("linking layer {}", l.display()), e))?;

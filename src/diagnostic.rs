@@ -80,7 +80,8 @@ impl Diagnostic {
         if !self.path.is_empty() {
             let _ = write!(s, "{}: ", self.path);
         }
-        s.push_str(&self.message);
+        // messages can quote an image's config (its user, ...)
+        s.push_str(&crate::term::safe(&self.message));
         s
     }
 

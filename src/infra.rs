@@ -313,12 +313,21 @@ impl PodDir {
     /// Create `<run_root>/<pod-id>/ns`. A directory left by a pause that was
     /// `kill -9`ed is removed first (its ns mounts detached), so a restart of
     /// the infra unit converges instead of failing.
+    ///
+    /// The run root and the pod's directory are root-only
+    /// ([`crate::perms`]): the pod's `/dev/shm` is a 1777 tmpfs that only
+    /// the pod's containers may reach (they get it bound in), and the
+    /// namespace pins and the files bound into containers are nobody
+    /// else's business either.
     fn create(dir: PathBuf) -> io::Result<PodDir> {
+        if let Some(run_root) = dir.parent() {
+            crate::perms::private_dir(run_root)?;
+        }
         if dir.exists() {
             remove_pod_dir(&dir)?;
         }
-        fs::create_dir_all(dir.join("ns"))?;
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))?;
+        crate::perms::private_dir(&dir)?;
+        fs::create_dir(dir.join("ns"))?;
         Ok(PodDir {
             dir,
             mounts: Vec::new(),

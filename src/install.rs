@@ -5,6 +5,7 @@
 //! ```text
 //! <unit_dir>/<unit>                       /etc/systemd/system, or /run/systemd/system (--runtime)
 //! <root>/inventory.json                   every pod podc installed: units + hashes, files, containers
+//!                                         (<root>, <root>/pods and <run_dir> are 0700: crate::perms)
 //! <root>/pods/<id>/data/...               env files, ConfigMap/Secret data (dirs 0700, secrets 0600)
 //! <run_dir>/pods/<id>/                    the infra's runtime files (made by podc-pause)
 //! ```
@@ -445,7 +446,7 @@ impl Installed {
 
     pub fn save(&mut self, paths: &Paths) -> std::io::Result<()> {
         self.generator = format!("podc {}", env!("CARGO_PKG_VERSION"));
-        mkdir(&paths.root, 0o755)?;
+        crate::perms::private_dir(&paths.root)?;
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         write_atomic(&paths.inventory(), format!("{text}\n").as_bytes(), 0o644)?;
         sync_dir(&paths.root)
@@ -563,7 +564,8 @@ fn install_data(paths: &Paths, pod: &DesiredPod) -> std::io::Result<()> {
         }
         return Ok(());
     }
-    mkdir(&state, 0o755)?;
+    crate::perms::private_dir(&paths.root.join("pods"))?;
+    mkdir(&state, 0o700)?;
     let tmp = state.join(format!(".data.podc-{}", std::process::id()));
     if tmp.exists() {
         fs::remove_dir_all(&tmp)?;
@@ -603,6 +605,21 @@ fn install_data(paths: &Paths, pod: &DesiredPod) -> std::io::Result<()> {
         let _ = fs::remove_dir_all(&tmp);
     }
     r
+}
+
+/// Make podc's trees root-only ([`crate::perms`]) before an apply writes
+/// or starts anything: the state root, the pods' state and the runtime
+/// root. Trees an older podc made 0755 (and pods it started) get private
+/// here, without waiting for each pod to be recreated.
+pub fn make_private(paths: &Paths) -> std::io::Result<()> {
+    for d in [
+        paths.root.clone(),
+        paths.root.join("pods"),
+        paths.run_dir.clone(),
+    ] {
+        crate::perms::private_dir(&d)?;
+    }
+    Ok(())
 }
 
 /// Remove stale `.data.podc-PID` dirs of killed writers under every pod.

@@ -146,6 +146,10 @@ pub(crate) const EXIT_INVALID: u8 = 1;
 pub(crate) const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
+    // Whatever umask the admin's shell has, nothing podc creates is group-
+    // or world-writable (files that hold secrets are 0600 explicitly), and
+    // processes `podc exec` starts get the umask container runtimes give.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     let cli = Cli::parse();
     match cli.command {
         Command::Schema => {
@@ -256,10 +260,8 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 pub(crate) fn print_diags(diags: &[Diagnostic], sources: &[Source], format: Format) {
     match format {
         Format::Json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(diags).unwrap_or_else(|_| "[]".into())
-            );
+            let text = serde_json::to_string_pretty(diags).unwrap_or_else(|_| "[]".into());
+            println!("{}", podc::term::json_safe(&text));
         }
         Format::Text => {
             for d in diags {

@@ -101,7 +101,7 @@ const DATA_DIR_MODE: u32 = 0o755;
 /// Kubernetes creates emptyDir directories world-writable.
 const EMPTY_DIR_MODE: u32 = 0o777;
 /// `<run-dir>` (and `<state-dir>/volumes`): root only.
-const PRIVATE_DIR_MODE: u32 = 0o700;
+const PRIVATE_DIR_MODE: u32 = crate::perms::PRIVATE_DIR_MODE;
 /// `<run-dir>/.subpath/`: pinned subPaths (a volume name cannot start
 /// with a dot, so it never clashes with one).
 pub const SUBPATH_DIR: &str = ".subpath";
@@ -700,22 +700,7 @@ fn detach_all_if_exists(p: &Path) -> Result<()> {
 
 /// A root-only directory (created if missing, never a symlink).
 fn private_dir(dir: &Path) -> Result<()> {
-    if let Some(parent) = dir.parent() {
-        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
-    match fs::DirBuilder::new().mode(PRIVATE_DIR_MODE).create(dir) {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        r => r.with_context(|| format!("creating {}", dir.display()))?,
-    }
-    let m = fs::symlink_metadata(dir)?;
-    if !m.is_dir() {
-        bail!("{} is not a directory", dir.display());
-    }
-    if m.uid() != 0 && nix::unistd::geteuid().is_root() {
-        nix::unistd::chown(dir, Some(0.into()), Some(0.into()))?;
-    }
-    fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_DIR_MODE))?;
-    Ok(())
+    crate::perms::private_dir(dir).with_context(|| format!("making {} private", dir.display()))
 }
 
 /// Whether `path` is the root of a mount (statx `STATX_ATTR_MOUNT_ROOT`).

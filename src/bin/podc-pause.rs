@@ -36,6 +36,8 @@ mod infra;
 mod join;
 #[path = "../oom.rs"]
 mod oom;
+#[path = "../perms.rs"]
+mod perms;
 
 fn main() {
     let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();

@@ -1,6 +1,7 @@
 //! `podc image …` subcommands.
 
 use super::{export, PullOptions, Store};
+use crate::term::{json_safe, safe, safe_lines};
 use anyhow::{bail, Result};
 use clap::{Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
@@ -97,15 +98,15 @@ fn split_name(full: &str) -> (String, String) {
 
 /// Runs one `podc image` subcommand against the store under `root`.
 /// Returns the process exit code. Error texts are made safe for a terminal
-/// (they can quote bytes of a broken archive).
+/// (they can quote bytes of a broken archive or a registry's answer).
 pub fn run(cmd: ImageCommand, root: &Path) -> Result<i32> {
-    run_inner(cmd, root).map_err(|e| {
-        let text = format!("{e:#}");
-        anyhow::anyhow!(text
-            .chars()
-            .map(|c| if c.is_control() && c != '\n' { '?' } else { c })
-            .collect::<String>())
-    })
+    run_inner(cmd, root).map_err(|e| anyhow::anyhow!("{}", safe_lines(&format!("{e:#}"))))
+}
+
+/// Pretty JSON of image data, with what a terminal would obey escaped.
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", json_safe(&serde_json::to_string_pretty(v)?));
+    Ok(())
 }
 
 fn run_inner(cmd: ImageCommand, root: &Path) -> Result<i32> {
@@ -117,7 +118,7 @@ fn run_inner(cmd: ImageCommand, root: &Path) -> Result<i32> {
                     .names
                     .iter()
                     .map(|n| split_name(n))
-                    .map(|(a, b)| format!("{a}:{b}"))
+                    .map(|(a, b)| safe(&format!("{a}:{b}")).into_owned())
                     .collect();
                 if names.is_empty() {
                     println!(
@@ -141,7 +142,7 @@ fn run_inner(cmd: ImageCommand, root: &Path) -> Result<i32> {
                     auth_file: authfile,
                 },
             )?;
-            println!("pulled {} {}", img.digest, reference);
+            println!("pulled {} {}", img.digest, safe(&reference));
         }
         ImageCommand::Ls { output } => {
             let images = store.list()?;
@@ -155,7 +156,7 @@ fn run_inner(cmd: ImageCommand, root: &Path) -> Result<i32> {
                             })
                         })
                         .collect();
-                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    print_json(&v)?;
                 }
                 ListFormat::Table => {
                     let mut rows = vec![[
@@ -172,13 +173,16 @@ fn run_inner(cmd: ImageCommand, root: &Path) -> Result<i32> {
                             i.names.iter().map(|n| split_name(n)).collect()
                         };
                         for (n, t) in names {
-                            rows.push([
-                                n,
-                                t,
-                                i.digest.short().to_string(),
-                                human(i.size()),
-                                i.created.clone().unwrap_or_default(),
-                            ]);
+                            rows.push(
+                                [
+                                    n,
+                                    t,
+                                    i.digest.short().to_string(),
+                                    human(i.size()),
+                                    i.created.clone().unwrap_or_default(),
+                                ]
+                                .map(|c| safe(&c).into_owned()),
+                            );
                         }
                     }
                     let w: Vec<usize> = (0..5)
@@ -202,8 +206,7 @@ fn run_inner(cmd: ImageCommand, root: &Path) -> Result<i32> {
             }
         }
         ImageCommand::Inspect { reference } => {
-            let img = store.image(&reference)?;
-            println!("{}", serde_json::to_string_pretty(&img)?);
+            print_json(&store.image(&reference)?)?;
         }
         ImageCommand::Export { reference, output } => {
             let img = store.image(&reference)?;
@@ -213,9 +216,9 @@ fn run_inner(cmd: ImageCommand, root: &Path) -> Result<i32> {
             let mut failed = false;
             for r in references {
                 match store.remove(&r, force) {
-                    Ok(img) => println!("removed {r} ({})", img.digest),
+                    Ok(img) => println!("removed {} ({})", safe(&r), img.digest),
                     Err(e) => {
-                        eprintln!("error: {e:#}");
+                        eprintln!("error: {}", safe_lines(&format!("{e:#}")));
                         failed = true;
                     }
                 }
@@ -233,7 +236,7 @@ fn run_inner(cmd: ImageCommand, root: &Path) -> Result<i32> {
                 println!("store is consistent");
             } else {
                 for p in &problems {
-                    eprintln!("{p}");
+                    eprintln!("{}", safe(p));
                 }
                 bail!("{} problem(s) in the image store", problems.len());
             }

@@ -221,8 +221,15 @@ static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl Store {
     /// Opens (creating if needed) the store under the podc state root.
+    /// The state root and the store are root-only ([`crate::perms`]):
+    /// layers keep the setuid binaries and device nodes images ship, which
+    /// no other host user may reach. A store an older podc made 0755 is
+    /// tightened here.
     pub fn open(state_root: &Path) -> Result<Store> {
         let dir = state_root.join("images");
+        for d in [state_root, dir.as_path()] {
+            crate::perms::private_dir(d).context("opening the image store (root only)")?;
+        }
         for d in ["blobs/sha256", "layers", "tmp", "users"] {
             fs::create_dir_all(dir.join(d))
                 .with_context(|| format!("creating image store at {}", dir.display()))?;
