@@ -150,6 +150,16 @@ fn main() -> ExitCode {
     // or world-writable (files that hold secrets are 0600 explicitly), and
     // processes `podc exec` starts get the umask container runtimes give.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    // A reader that goes away (`podc get | head`) ends podc quietly, as it
+    // ends any Unix filter. Rust ignores SIGPIPE, so every print would
+    // otherwise panic with "Broken pipe" and a backtrace.
+    // SAFETY: no other thread exists yet, and SIG_DFL installs no handler.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Schema => {

@@ -431,3 +431,29 @@ fn sub_paths_are_bound_through_pins_the_volume_setup_makes() {
         serde_json::json!([{"path": "app/logs", "pin": "/run/podc/volumes/default_web/.subpath/app-0"}])
     );
 }
+
+/// A reader that goes away ends podc quietly: killed by SIGPIPE like any
+/// Unix filter, never a "Broken pipe" panic with a backtrace.
+#[test]
+fn a_closed_stdout_ends_podc_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    for args in [&["schema"][..], &["validate", "examples", "-o", "json"][..]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_podc"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(
+            out.status.signal(),
+            Some(13),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+    }
+}
