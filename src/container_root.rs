@@ -36,9 +36,10 @@
 //!    `mqueue` for the pod's IPC namespace, `/sys`, and an empty tmpfs on
 //!    `/run` (with systemd's limits for `MountAPIVFS=`: 20 % of RAM, 800k
 //!    inodes). A container that is not privileged ([`RootConfig::confined`])
-//!    gets runc's: a `/dev` of its own ([`private_dev`]) and `/sys`
-//!    read-only down to every mount below it. A privileged one gets the
-//!    host's `/dev` and a writable `/sys`, as in Kubernetes;
+//!    gets runc's: a `/dev` of its own ([`private_dev`]), `/sys` read-only
+//!    down to every mount below it, and the paths containerd masks there
+//!    ([`MASKED_SYS`]) under empty read-only tmpfs. A privileged one gets
+//!    the host's `/dev` and a writable `/sys`, as in Kubernetes;
 //! 4. the binds (pod files, `/dev/shm`, volumes), parents before children;
 //!    a mount point that is missing in the image is created, resolved
 //!    inside the root (`openat2(RESOLVE_IN_ROOT)`), so a symlink in the
@@ -73,7 +74,8 @@ pub struct RootConfig {
     pub read_only_root: bool,
     /// Not privileged (`--ro-sys`, the flag's name from when it did only
     /// that; installed units keep it): a `/dev` of its own instead of the
-    /// host's, `/sys` and `/proc/sys` read-only ([`confine_proc`]).
+    /// host's, `/sys` read-only, and the kernel's informational files
+    /// masked ([`MASKED_SYS`], [`confine_proc`]).
     pub confined: bool,
     /// A fresh mqueue on `/dev/mqueue` (the pod's IPC namespace). A
     /// confined container's own `/dev` always gets one (of the joiner's
@@ -484,6 +486,31 @@ const DEV_LINKS: &[(&str, &str)] = &[
     ("core", "/proc/kcore"),
 ];
 
+/// What containerd masks under `/sys` (`oci.populateDefaultUnixSpec`),
+/// with debugfs and tracefs, which a read-only bind still lets a container
+/// read (kernel addresses, every process's trace events).
+pub const MASKED_SYS: &[&str] = &[
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+    "/sys/kernel/debug",
+    "/sys/kernel/tracing",
+];
+
+/// What containerd masks under `/proc`, with `/proc/interrupts`, which
+/// Kubernetes (1.34) and Docker add. Missing ones are skipped.
+pub const MASKED_PROC: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+];
+
 /// Paths under /proc that container runtimes keep read-only.
 pub const READONLY_PROC: &[&str] = &[
     "/proc/bus",
@@ -561,11 +588,62 @@ fn private_dev(root: &Root, devices: &[DevNode]) -> io::Result<()> {
     Ok(())
 }
 
+/// Mask what `target` (an `O_PATH` fd) is: a directory under an empty
+/// read-only tmpfs, anything else under `null` (the container's
+/// `/dev/null`) bound read-only; as runc does for `maskedPaths`.
+fn mask_at(target: &OwnedFd, null: &str, what: &str) -> io::Result<()> {
+    // SAFETY: fstat on an fd we own.
+    let mode = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(target.as_raw_fd(), &mut st) != 0 {
+            return Err(err(what, io::Error::last_os_error()));
+        }
+        st.st_mode & libc::S_IFMT
+    };
+    match mode {
+        libc::S_IFDIR => do_mount(
+            Some("tmpfs"),
+            &fd_path(target),
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("mode=555"),
+        )
+        .map_err(|e| err(format!("mask {what}"), e)),
+        // a symlink (none is on the lists) is left alone: a mount on it
+        // would cover the link, not what it names
+        libc::S_IFLNK => Ok(()),
+        _ => bind_at(null, target, what, true),
+    }
+}
+
 /// A confined container's `/proc`, once mounted (after `pivot_root`):
-/// [`READONLY_PROC`] read-only.
+/// [`READONLY_PROC`] read-only and [`MASKED_PROC`] masked with the
+/// container's `/dev/null`. Nothing here can be swapped by the container:
+/// its processes have not run yet in this mount namespace, and procfs
+/// entries cannot be replaced.
 pub fn confine_proc() -> io::Result<()> {
     for p in READONLY_PROC {
         bind_read_only(p).map_err(|e| err(format!("read-only {p}"), e))?;
+    }
+    for p in MASKED_PROC {
+        let c = cstr(p)?;
+        // SAFETY: open with a NUL-terminated path; the fd is owned at once.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENOENT) {
+                continue;
+            }
+            return Err(err(p, e));
+        }
+        // SAFETY: a new fd we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        mask_at(&fd, "/dev/null", p)?;
     }
     Ok(())
 }
@@ -716,6 +794,16 @@ pub fn setup(cfg: &RootConfig) -> io::Result<()> {
             .map_err(|e| err("mount /dev/mqueue", e))?;
     }
     bind_at("/sys", &api_dir(&root, "sys")?, "/sys", cfg.confined)?;
+    if cfg.confined {
+        let null = format!("{}/dev/null", root.host.display());
+        for p in MASKED_SYS {
+            match open_in_root(&root, p) {
+                Ok(fd) => mask_at(&fd, &null, p)?,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(err(p, e)),
+            }
+        }
+    }
     let run = api_dir(&root, "run")?;
     do_mount(
         Some("tmpfs"),

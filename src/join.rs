@@ -41,7 +41,8 @@
 //!    child does this since a procfs instance belongs to its mounter's PID
 //!    ns. For a container that is not privileged, the paths that container
 //!    runtimes keep read-only (`/proc/sys`, `/proc/sysrq-trigger`,
-//!    `/proc/irq`, `/proc/bus`, `/proc/fs`) are made read-only
+//!    `/proc/irq`, `/proc/bus`, `/proc/fs`) are made read-only and the ones
+//!    containerd masks (`/proc/kcore`, `/proc/keys`, ...) masked
 //!    ([`container_root::confine_proc`]; in the host PID namespace, right
 //!    after the root is set up).
 //! 4. Capabilities (`--caps NAME,...`): the joiner itself needs
@@ -488,7 +489,8 @@ pub fn run(cfg: &JoinConfig) -> i32 {
             "--rootfs with a PID namespace needs a Type=notify unit ($NOTIFY_SOCKET)",
         );
     }
-    // Privileged containers keep a writable /proc/sys, as in Kubernetes.
+    // Privileged containers keep a writable /proc/sys and nothing masked,
+    // as in Kubernetes.
     let ro_proc = cfg.root.as_ref().is_none_or(|r| r.confined);
     if let Some(root) = &cfg.root {
         if let Err(e) = container_root::setup(root) {

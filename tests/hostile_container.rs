@@ -1,8 +1,9 @@
 //! A hostile process in a container that is not privileged (root, with the
 //! default capabilities: CAP_MKNOD, CAP_CHOWN, CAP_DAC_OVERRIDE, ...), on a
 //! real systemd 252 through `podc apply`: it must not change the host's
-//! `/dev`, reach the host's pseudo-terminals, or change the pod's files. A
-//! privileged container keeps the host's `/dev`.
+//! `/dev`, reach the host's pseudo-terminals, read what containerd masks in
+//! `/proc` and `/sys`, write kernel settings, or change the pod's files. A
+//! privileged container keeps the host's `/dev` and sees everything.
 //!
 //! The namespaced systemd of the harness shares the machine's `/dev`, so
 //! each test first gives that namespace a private copy of it
@@ -13,7 +14,7 @@ mod support;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
-use support::podc::Podc;
+use support::podc::{show, Podc};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -219,5 +220,142 @@ fn writes_into_dev_and_the_pods_files_never_reach_the_host() -> Result {
     assert_eq!(field(&r, "marker"), "/dev/podc-test-marker", "{r}");
     assert_eq!(field(&r, "pts_dev"), host_pts, "{r}");
     assert_eq!(field(&r, "ptmx"), "character special file", "{r}");
+    Ok(())
+}
+
+/// Masked paths: containerd's list, with /proc/interrupts and debugfs and
+/// tracefs.
+const MASKED: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+    "/sys/kernel/debug",
+    "/sys/kernel/tracing",
+];
+
+/// `PATH=dir:N` (entries), `PATH=file:N` (bytes, up to 4096) or
+/// `PATH=absent` for each masked path.
+fn look_script() -> String {
+    format!(
+        "for p in {}; do if [ -d $p ]; then echo \"$p=dir:$(ls -A $p | wc -l)\"; \
+         elif [ -e $p ]; then echo \"$p=file:$(head -c 4096 $p | wc -c)\"; \
+         else echo \"$p=absent\"; fi; done",
+        MASKED.join(" ")
+    )
+}
+
+/// Writes a confined root container tries against kernel settings.
+const KERNEL_WRITES: &str = r#"
+b=$(cat /proc/sys/kernel/printk_ratelimit_burst)
+if { echo $((b + 1)) > /proc/sys/kernel/printk_ratelimit_burst; } 2>/out/e; then echo procsys=ok; else echo "procsys=$(cat /out/e)"; fi
+if [ ! -e /proc/sysrq-trigger ]; then echo sysrq=absent; elif { echo h > /proc/sysrq-trigger; } 2>/out/e; then echo sysrq=ok; else echo "sysrq=$(cat /out/e)"; fi
+if touch /sys/podc-x 2>/out/e; then echo sys=ok; else echo "sys=$(cat /out/e)"; fi
+if touch /sys/kernel/debug/podc-x 2>/out/e; then echo debugfs=ok; else echo "debugfs=$(cat /out/e)"; fi
+if umount /proc/keys 2>/out/e; then echo umount=ok; else echo "umount=$(cat /out/e)"; fi
+"#;
+
+#[test]
+fn kernel_files_are_masked_and_read_only_in_confined_containers() -> Result {
+    let Some(p) = Podc::boot()? else {
+        return Ok(());
+    };
+    private_host_dev(&p);
+    // debugfs and tracefs, in the namespace only, so that there is
+    // something to mask.
+    p.sd.sh_ok(
+        "mkdir -p -m 1777 /run/out; \
+         mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug; \
+         mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing",
+    );
+    let look = look_script();
+    let host = p.sd.sh_ok(&look);
+    println!("host:\n{host}");
+    // What the host shows and a container must not see.
+    let shown: Vec<&str> = MASKED
+        .iter()
+        .copied()
+        .filter(|m| {
+            let v = field(&host, m);
+            v != "absent" && !v.ends_with(":0")
+        })
+        .collect();
+    for m in [
+        "/proc/interrupts",
+        "/proc/keys",
+        "/proc/timer_list",
+        "/sys/firmware",
+        "/sys/kernel/debug",
+        "/sys/kernel/tracing",
+    ] {
+        assert!(shown.contains(&m), "{m} is empty on this host:\n{host}");
+    }
+    let burst = p.sd.sh_ok("cat /proc/sys/kernel/printk_ratelimit_burst");
+    // (a kernel without CONFIG_MAGIC_SYSRQ has none)
+    let sysrq = p.sd.sh("test -e /proc/sysrq-trigger").status.success();
+
+    let attack = format!("{look}\n{KERNEL_WRITES}");
+    let mut y = pod(
+        "mk",
+        "",
+        &[
+            container("own-pid", "{runAsUser: 0}", &attack),
+            container("priv", "{privileged: true}", &look),
+        ],
+    );
+    y.push_str("---\n");
+    y.push_str(&pod(
+        "mh",
+        "  hostPID: true\n",
+        &[container("host-pid", "{runAsUser: 0}", &attack)],
+    ));
+    p.manifest("/srv/mk.yaml", &y);
+    let out = p.apply("/srv/mk.yaml", &[]);
+    assert!(out.status.success(), "{}", show(&out));
+
+    // Both ways the joiner mounts /proc: in the container's own PID
+    // namespace (after the clone) and in the host's (before).
+    for c in ["own-pid", "host-pid"] {
+        let r = report(&p, c);
+        println!("{c}:\n{r}");
+        for m in &shown {
+            let v = field(&r, m);
+            assert!(v == "dir:0" || v == "file:0", "{c}: {m} is {v}:\n{r}");
+        }
+        if !sysrq {
+            assert_eq!(field(&r, "sysrq"), "absent", "{c}:\n{r}");
+        }
+        let writes = ["procsys", "sysrq", "sys", "debugfs"];
+        for k in writes.iter().filter(|k| sysrq || **k != "sysrq") {
+            assert!(
+                field(&r, k).contains("Read-only file system"),
+                "{c}: {k}:\n{r}"
+            );
+        }
+        assert!(
+            field(&r, "umount").contains("Operation not permitted"),
+            "{c}:\n{r}"
+        );
+    }
+    assert_eq!(
+        p.sd.sh_ok("cat /proc/sys/kernel/printk_ratelimit_burst"),
+        burst
+    );
+
+    // A privileged container sees what the host sees.
+    let r = report(&p, "priv");
+    for m in &shown {
+        let kind = |v: &str| v.split(':').next().unwrap_or("").to_string();
+        assert_eq!(kind(field(&r, m)), kind(field(&host, m)), "priv: {m}:\n{r}");
+        assert!(!field(&r, m).ends_with(":0"), "priv: {m}:\n{r}");
+    }
     Ok(())
 }
