@@ -30,13 +30,16 @@
 //!    mounts reaches the host, and host mounts made later (other pods)
 //!    do not propagate into it (Kubernetes' default `mountPropagation`).
 //! 2. the root: the overlay (or a bind of a provisioned tree);
-//! 3. what `MountAPIVFS=` gave: `/proc` (here only for the host PID
+//! 3. the API file systems: `/proc` (here only for the host PID
 //!    namespace; in a PID namespace of its own the container's PID 1
-//!    mounts it after the clone), the host's `/dev` (access is limited by
-//!    the unit's `DevicePolicy=`), a fresh `mqueue` for the pod's IPC
-//!    namespace, `/sys` (read-only, recursively, for unprivileged
-//!    containers), and an empty tmpfs on `/run` (with systemd's limits for
-//!    `MountAPIVFS=`: 20 % of RAM, 800k inodes);
+//!    mounts it after the clone, see [`confine_proc`]), `/dev`, a fresh
+//!    `mqueue` for the pod's IPC namespace, `/sys`, and an empty tmpfs on
+//!    `/run` (with systemd's limits for `MountAPIVFS=`: 20 % of RAM, 800k
+//!    inodes). A container that is not privileged ([`RootConfig::confined`])
+//!    gets runc's: a `/dev` of its own ([`private_dev`]), `/sys` read-only
+//!    down to every mount below it, and the paths containerd masks there
+//!    ([`MASKED_SYS`]) under empty read-only tmpfs. A privileged one gets
+//!    the host's `/dev` and a writable `/sys`, as in Kubernetes;
 //! 4. the binds (pod files, `/dev/shm`, volumes), parents before children;
 //!    a mount point that is missing in the image is created, resolved
 //!    inside the root (`openat2(RESOLVE_IN_ROOT)`), so a symlink in the
@@ -69,9 +72,14 @@ pub struct RootConfig {
     pub layers: Vec<PathBuf>,
     pub binds: Vec<Bind>,
     pub read_only_root: bool,
-    /// `/sys` read-only (unprivileged containers).
-    pub read_only_sys: bool,
-    /// A fresh mqueue on `/dev/mqueue` (the pod's IPC namespace).
+    /// Not privileged (`--ro-sys`, the flag's name from when it did only
+    /// that; installed units keep it): a `/dev` of its own instead of the
+    /// host's, `/sys` read-only, and the kernel's informational files
+    /// masked ([`MASKED_SYS`], [`confine_proc`]).
+    pub confined: bool,
+    /// A fresh mqueue on `/dev/mqueue` (the pod's IPC namespace). A
+    /// confined container's own `/dev` always gets one (of the joiner's
+    /// IPC namespace: the pod's, or the host's with `hostIPC`).
     pub mqueue: bool,
     /// Mount `/proc` now, for the current (host) PID namespace.
     pub host_proc: bool,
@@ -98,6 +106,9 @@ const RESOLVE_IN_ROOT: u64 = 0x10;
 struct Root {
     fd: OwnedFd,
     host: PathBuf,
+    /// `/dev` is the container's own tmpfs, not the host's: mount points
+    /// may be created in it.
+    private_dev: bool,
 }
 
 impl Root {
@@ -106,7 +117,11 @@ impl Root {
         let fd = std::fs::File::open(&host)
             .map_err(|e| err(host.display(), e))?
             .into();
-        Ok(Root { fd, host })
+        Ok(Root {
+            fd,
+            host,
+            private_dev: false,
+        })
     }
 
     /// Where `fd` is, as the container will see it (`/` for the root), or
@@ -154,10 +169,13 @@ fn open_in_root(root: &Root, path: &str) -> io::Result<OwnedFd> {
 /// component as a directory or an empty file (a file's mount point). A
 /// dangling symlink on the way (an image's `/etc/resolv.conf` pointing into
 /// `/run`, say) is followed inside the root and its target created, as runc
-/// does. Nothing is created where the resolved place is in `/dev`, `/sys`
-/// or `/proc`: the first two are the host's, bound in, and no one creates
-/// files in a procfs; the check is on where the path really leads, so a
-/// symlink in the image cannot get round it.
+/// does. Nothing is created where the resolved place is in `/sys` or
+/// `/proc`, nor in `/dev` when that is the host's (a privileged
+/// container): `/sys` is the host's, bound in, and no one creates files in
+/// a procfs; the check is on where the path really leads, so a symlink in
+/// the image cannot get round it. A confined container's own `/dev` is a
+/// tmpfs of its mount namespace, where mount points (`/dev/shm`, a volume)
+/// are made as runc makes them.
 fn mount_point(root: &Root, path: &str, dir: bool) -> io::Result<OwnedFd> {
     mount_point_hops(root, path, dir, 0)
 }
@@ -214,10 +232,10 @@ fn mount_point_hops(root: &Root, path: &str, dir: bool, hops: u32) -> io::Result
             return mount_point_hops(root, &next, dir, hops + 1);
         }
         let top = at.split('/').find(|c| !c.is_empty());
-        if matches!(top, Some("dev" | "sys" | "proc")) {
+        if matches!(top, Some("sys" | "proc")) || (top == Some("dev") && !root.private_dev) {
             return Err(err(
                 path,
-                format!("{prefix} does not exist, and podc does not create mount points in /dev, /sys or /proc (they are the host's)"),
+                format!("{prefix} does not exist, and podc does not create mount points in /sys, /proc, or a privileged container's /dev (they are the host's)"),
             ));
         }
         let last = i + 1 == comps.len();
@@ -410,6 +428,243 @@ fn api_dir(root: &Root, name: &str) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// A device node of a confined container's `/dev`: a character device
+/// `name` with the kernel's fixed numbers (Documentation/admin-guide/
+/// devices.txt), mode 0666, owned by root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DevNode {
+    pub name: &'static str,
+    pub major: u32,
+    pub minor: u32,
+}
+
+/// runc's default devices. The unit's `DevicePolicy=closed` allows exactly
+/// these (with `/dev/ptmx` and the pts): it stays the second wall, so a
+/// device added here (a device plugin, say) needs a `DeviceAllow=` too.
+pub const DEVICES: &[DevNode] = &[
+    DevNode {
+        name: "null",
+        major: 1,
+        minor: 3,
+    },
+    DevNode {
+        name: "zero",
+        major: 1,
+        minor: 5,
+    },
+    DevNode {
+        name: "full",
+        major: 1,
+        minor: 7,
+    },
+    DevNode {
+        name: "random",
+        major: 1,
+        minor: 8,
+    },
+    DevNode {
+        name: "urandom",
+        major: 1,
+        minor: 9,
+    },
+    DevNode {
+        name: "tty",
+        major: 5,
+        minor: 0,
+    },
+];
+
+/// The links runc puts in `/dev` (name, target); `ptmx` reaches the
+/// container's own devpts instance. `core` only where the kernel has a
+/// `/proc/kcore` (runc's rule; it is masked anyway).
+const DEV_LINKS: &[(&str, &str)] = &[
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+    ("core", "/proc/kcore"),
+];
+
+/// What containerd masks under `/sys` (`oci.populateDefaultUnixSpec`),
+/// with debugfs and tracefs, which a read-only bind still lets a container
+/// read (kernel addresses, every process's trace events).
+pub const MASKED_SYS: &[&str] = &[
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+    "/sys/kernel/debug",
+    "/sys/kernel/tracing",
+];
+
+/// What containerd masks under `/proc`, with `/proc/interrupts`, which
+/// Kubernetes (1.34) and Docker add. Missing ones are skipped.
+pub const MASKED_PROC: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+];
+
+/// Paths under /proc that container runtimes keep read-only.
+pub const READONLY_PROC: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// A confined container's `/dev`, as runc makes it: a tmpfs (`nosuid`,
+/// `mode=755,size=65536k`) of the container's mount namespace only, with
+/// `devices` made by `mknod` (the joiner is real root in the host's user
+/// namespace, so no bind of the host's nodes is needed, and nothing of the
+/// host's `/dev` is reachable from it), a devpts instance of its own
+/// (`newinstance`: the host's pseudo-terminals are not there), and the
+/// standard links. `/dev/shm` and `/dev/mqueue` come after, as mounts.
+fn private_dev(root: &Root, devices: &[DevNode]) -> io::Result<()> {
+    let dev = api_dir(root, "dev")?;
+    do_mount(
+        Some("tmpfs"),
+        &fd_path(&dev),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )
+    .map_err(|e| err("mount /dev", e))?;
+    // Looked up again: the tmpfs now (the old fd is the directory under it).
+    let dev = api_dir(root, "dev")?;
+    for d in devices {
+        let name = cstr(d.name)?;
+        // SAFETY: *at calls on the new tmpfs's fd with one path component.
+        let r = unsafe {
+            let r = libc::mknodat(
+                dev.as_raw_fd(),
+                name.as_ptr(),
+                libc::S_IFCHR | 0o666,
+                libc::makedev(d.major, d.minor),
+            );
+            // the joiner's umask applied to mknod's mode
+            if r == 0 {
+                libc::fchmodat(dev.as_raw_fd(), name.as_ptr(), 0o666, 0)
+            } else {
+                r
+            }
+        };
+        if r != 0 {
+            return Err(err(
+                format!("mknod /dev/{}", d.name),
+                io::Error::last_os_error(),
+            ));
+        }
+    }
+    let pts = cstr("pts")?;
+    // SAFETY: mkdirat on the tmpfs's fd with one path component.
+    if unsafe { libc::mkdirat(dev.as_raw_fd(), pts.as_ptr(), 0o755) } != 0 {
+        return Err(err("mkdir /dev/pts", io::Error::last_os_error()));
+    }
+    let pts = open_in_root(root, "/dev/pts").map_err(|e| err("/dev/pts", e))?;
+    do_mount(
+        Some("devpts"),
+        &fd_path(&pts),
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )
+    .map_err(|e| err("mount /dev/pts", e))?;
+    let kcore = Path::new("/proc/kcore").exists();
+    for (name, target) in DEV_LINKS.iter().filter(|(n, _)| *n != "core" || kcore) {
+        let (c_name, c_target) = (cstr(name)?, cstr(target)?);
+        // SAFETY: symlinkat on the tmpfs's fd with one path component.
+        if unsafe { libc::symlinkat(c_target.as_ptr(), dev.as_raw_fd(), c_name.as_ptr()) } != 0 {
+            return Err(err(format!("/dev/{name}"), io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
+/// Mask what `target` (an `O_PATH` fd) is: a directory under an empty
+/// read-only tmpfs, anything else under `null` (the container's
+/// `/dev/null`) bound read-only; as runc does for `maskedPaths`.
+fn mask_at(target: &OwnedFd, null: &str, what: &str) -> io::Result<()> {
+    // SAFETY: fstat on an fd we own.
+    let mode = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(target.as_raw_fd(), &mut st) != 0 {
+            return Err(err(what, io::Error::last_os_error()));
+        }
+        st.st_mode & libc::S_IFMT
+    };
+    match mode {
+        libc::S_IFDIR => do_mount(
+            Some("tmpfs"),
+            &fd_path(target),
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("mode=555"),
+        )
+        .map_err(|e| err(format!("mask {what}"), e)),
+        // a symlink (none is on the lists) is left alone: a mount on it
+        // would cover the link, not what it names
+        libc::S_IFLNK => Ok(()),
+        _ => bind_at(null, target, what, true),
+    }
+}
+
+/// A confined container's `/proc`, once mounted (after `pivot_root`):
+/// [`READONLY_PROC`] read-only and [`MASKED_PROC`] masked with the
+/// container's `/dev/null`. Nothing here can be swapped by the container:
+/// its processes have not run yet in this mount namespace, and procfs
+/// entries cannot be replaced.
+pub fn confine_proc() -> io::Result<()> {
+    for p in READONLY_PROC {
+        bind_read_only(p).map_err(|e| err(format!("read-only {p}"), e))?;
+    }
+    for p in MASKED_PROC {
+        let c = cstr(p)?;
+        // SAFETY: open with a NUL-terminated path; the fd is owned at once.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENOENT) {
+                continue;
+            }
+            return Err(err(p, e));
+        }
+        // SAFETY: a new fd we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        mask_at(&fd, "/dev/null", p)?;
+    }
+    Ok(())
+}
+
+/// Bind `path` onto itself read-only (skipped when it does not exist).
+fn bind_read_only(path: &str) -> io::Result<()> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    let none = None::<&str>;
+    do_mount(
+        Some(path),
+        path,
+        none,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        none,
+    )?;
+    let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC;
+    do_mount(none, path, none, ro, none)
+}
+
 /// The overlay options for the prepared container directory `dir`:
 /// `lowerdir=l/0:l/1,upperdir=upper,workdir=work`, or `None` for a
 /// provisioned `rootfs/` (no `l/`).
@@ -531,13 +786,29 @@ pub fn setup(cfg: &RootConfig) -> io::Result<()> {
             .map_err(|e| err("mount /proc", e))?;
     }
     drop(proc_dir);
-    bind_at("/dev", &api_dir(&root, "dev")?, "/dev", false)?;
-    if cfg.mqueue {
+    let mut root = root;
+    if cfg.confined {
+        private_dev(&root, DEVICES)?;
+        root.private_dev = true;
+    } else {
+        bind_at("/dev", &api_dir(&root, "dev")?, "/dev", false)?;
+    }
+    if cfg.mqueue || cfg.confined {
         let mq = mount_point(&root, "/dev/mqueue", true)?;
         do_mount(Some("mqueue"), &fd_path(&mq), Some("mqueue"), nodev, none)
             .map_err(|e| err("mount /dev/mqueue", e))?;
     }
-    bind_at("/sys", &api_dir(&root, "sys")?, "/sys", cfg.read_only_sys)?;
+    bind_at("/sys", &api_dir(&root, "sys")?, "/sys", cfg.confined)?;
+    if cfg.confined {
+        let null = format!("{}/dev/null", root.host.display());
+        for p in MASKED_SYS {
+            match open_in_root(&root, p) {
+                Ok(fd) => mask_at(&fd, &null, p)?,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(err(p, e)),
+            }
+        }
+    }
     let run = api_dir(&root, "run")?;
     do_mount(
         Some("tmpfs"),
@@ -708,6 +979,15 @@ mod tests {
             );
         }
         assert_eq!(std::fs::read_dir(r.join("dev")).unwrap().count(), 0);
+        // a confined container's /dev is its own tmpfs: mount points are
+        // made there (not in /sys or /proc)
+        let own = Root {
+            private_dev: true,
+            ..Root::open(&r).unwrap()
+        };
+        mount_point(&own, "/dev/shm", true).unwrap();
+        assert!(r.join("dev/shm").is_dir());
+        assert!(mount_point(&own, "/sys/nope", true).is_err());
         // an existing mount point is opened, not replaced
         std::fs::write(r.join("etc/hosts"), b"keep").unwrap();
         mount_point(&root, "/etc/hosts", false).unwrap();

@@ -39,9 +39,12 @@
 //!    `--rootfs` a PID namespace needs `Type=notify`.
 //! 3. In a new or joined PID namespace, mount the container's `/proc`; the
 //!    child does this since a procfs instance belongs to its mounter's PID
-//!    ns. The paths that container runtimes keep read-only (`/proc/sys`,
-//!    `/proc/sysrq-trigger`, `/proc/irq`, `/proc/bus`, `/proc/fs`) are made
-//!    read-only (in the host PID namespace, right after the root is set up).
+//!    ns. For a container that is not privileged, the paths that container
+//!    runtimes keep read-only (`/proc/sys`, `/proc/sysrq-trigger`,
+//!    `/proc/irq`, `/proc/bus`, `/proc/fs`) are made read-only and the ones
+//!    containerd masks (`/proc/kcore`, `/proc/keys`, ...) masked
+//!    ([`container_root::confine_proc`]; in the host PID namespace, right
+//!    after the root is set up).
 //! 4. Capabilities (`--caps NAME,...`): the joiner itself needs
 //!    CAP_SYS_ADMIN, so the unit cannot narrow `CapabilityBoundingSet=` to
 //!    the container's set; the joiner drops every other capability from the
@@ -286,15 +289,6 @@ pub fn release(args: &[OsString]) -> i32 {
     0
 }
 
-/// Paths under /proc that container runtimes keep read-only.
-const READONLY_PROC: &[&str] = &[
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
-
 pub const USAGE: &str =
     "usage: podc-pause join [--rootfs DIR [--bind SRC DST]... [--bind-ro SRC DST]... \
 [--ro-root] [--ro-sys] [--mqueue] | --mnt NSFILE] [--cwd DIR] [--uts NSFILE] [--ipc NSFILE] \
@@ -419,7 +413,7 @@ impl JoinConfig {
                     layers,
                     binds,
                     read_only_root: ro_root,
-                    read_only_sys: ro_sys,
+                    confined: ro_sys,
                     mqueue,
                     host_proc: cfg.pid == PidNs::Keep,
                 });
@@ -495,17 +489,16 @@ pub fn run(cfg: &JoinConfig) -> i32 {
             "--rootfs with a PID namespace needs a Type=notify unit ($NOTIFY_SOCKET)",
         );
     }
-    // Privileged containers keep a writable /proc/sys, as in Kubernetes.
-    let ro_proc = cfg.root.as_ref().is_none_or(|r| r.read_only_sys);
+    // Privileged containers keep a writable /proc/sys and nothing masked,
+    // as in Kubernetes.
+    let ro_proc = cfg.root.as_ref().is_none_or(|r| r.confined);
     if let Some(root) = &cfg.root {
         if let Err(e) = container_root::setup(root) {
             return fail("container root", e);
         }
         if root.host_proc && ro_proc {
-            for p in READONLY_PROC {
-                if let Err(e) = bind_readonly(p) {
-                    return fail(&format!("read-only {p}"), e);
-                }
+            if let Err(e) = container_root::confine_proc() {
+                return fail("/proc", e);
             }
         }
     }
@@ -619,9 +612,9 @@ pub fn run(cfg: &JoinConfig) -> i32 {
             if let Err(e) = mount(Some("proc"), "/proc", Some("proc"), flags, None::<&str>) {
                 return fail("mount /proc", e);
             }
-            for p in READONLY_PROC.iter().filter(|_| ro_proc) {
-                if let Err(e) = bind_readonly(p) {
-                    return fail(&format!("read-only {p}"), e);
+            if ro_proc {
+                if let Err(e) = container_root::confine_proc() {
+                    return fail("/proc", e);
                 }
             }
         }
@@ -684,23 +677,6 @@ fn wait_exit_code(child: libc::pid_t) -> i32 {
             Err(e) => return fail("wait", e),
         }
     }
-}
-
-/// Bind `path` onto itself read-only (skipped when it does not exist).
-fn bind_readonly(path: &str) -> nix::Result<()> {
-    if std::fs::symlink_metadata(path).is_err() {
-        return Ok(());
-    }
-    let none = None::<&str>;
-    mount(
-        Some(path),
-        path,
-        none,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        none,
-    )?;
-    let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC;
-    mount(none, path, none, ro, none)
 }
 
 /// Drop every capability not in `keep` from the bounding set. The current
@@ -824,7 +800,7 @@ mod tests {
                 },
             ]
         );
-        assert!(r.read_only_root && r.read_only_sys && r.mqueue && !r.host_proc);
+        assert!(r.read_only_root && r.confined && r.mqueue && !r.host_proc);
         assert_eq!(c.cwd.as_deref(), Some("/w"));
         // the host PID namespace: the root gets the host's /proc now
         let c = parse(&["--rootfs", "/s/c", "--", "true"]).unwrap();

@@ -1223,14 +1223,17 @@ fn container_ctx(
     ));
     // /dev/shm: the pod's own 64 MiB tmpfs, which the infra mounts (as
     // containerd and CRI-O give every sandbox one); the host's with
-    // hostIPC. A volume mounted at /dev/shm (the usual emptyDir with
-    // `medium: Memory`) takes its place.
+    // hostIPC (bound into a confined container's own /dev; a privileged
+    // one has the host's /dev). A volume mounted at /dev/shm (the usual
+    // emptyDir with `medium: Memory`) takes its place.
     let shm_volume = c
         .volume_mounts
         .iter()
         .any(|m| m.mount_path.trim_end_matches('/') == "/dev/shm");
     if !spec.host_ipc && !shm_volume {
         binds.push((format!("{}/shm", pc.run_dir), "/dev/shm".to_string(), false));
+    } else if !shm_volume && !privileged {
+        binds.push(("/dev/shm".to_string(), "/dev/shm".to_string(), false));
     }
     let mut sub_paths = Vec::new();
     for (j, m) in c.volume_mounts.iter().enumerate() {
@@ -1254,7 +1257,8 @@ fn container_ctx(
     }
 
     // Joiner options shared by the main command and exec hooks. A confined
-    // container's /sys is read-only.
+    // container (`--ro-sys`) gets a /dev of its own, a read-only /sys and
+    // /proc/sys, and masked kernel files (crate::container_root).
     let read_only_root = sc.read_only_root_filesystem.unwrap_or(false);
     let joiner = |hook: bool| -> Vec<Word> {
         let mut j: Vec<Word> = vec![helper.clone().into(), "join".into()];
@@ -1948,7 +1952,12 @@ mod tests {
         };
         let (ctx, _) = first_container(&pod("", ""));
         assert_eq!(shm_binds(&ctx), ["/run/podc/pods/default_p/shm"]);
+        // hostIPC: the host's, bound into the container's own /dev; a
+        // privileged container has the host's whole /dev
         let (ctx, _) = first_container(&pod("  hostIPC: true\n", ""));
+        assert_eq!(shm_binds(&ctx), ["/dev/shm"]);
+        let privileged = "    securityContext: {privileged: true}\n";
+        let (ctx, _) = first_container(&pod("  hostIPC: true\n", privileged));
         assert!(shm_binds(&ctx).is_empty());
         let (ctx, _) = first_container(&pod(
             "",

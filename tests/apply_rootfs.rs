@@ -4,7 +4,8 @@
 //! host's mount table does not grow with containers), a fresh writable
 //! layer at every start (a restarted container starts from the image, as
 //! in Kubernetes), exec hooks and `podc exec` in the container's view, and
-//! no mount point ever created in the host's `/dev`.
+//! no mount point ever created in the host's `/dev` (a container that is
+//! not privileged has a `/dev` of its own).
 mod support;
 
 use support::podc::{pod_yaml, show, Podc};
@@ -76,28 +77,53 @@ fn the_root_is_a_private_overlay_with_a_fresh_layer_at_every_start() -> Result {
 }
 
 #[test]
-fn a_mount_point_missing_under_dev_is_not_created_on_the_host() -> Result {
+fn a_mount_point_missing_under_dev_is_made_in_the_containers_own_dev_only() -> Result {
     let Some(p) = Podc::boot()? else {
         return Ok(());
     };
     let name = format!("podc-test-{}", std::process::id());
-    let mut y = pod_yaml(
+    let volume = format!(
+        "    volumeMounts: [{{name: scratch, mountPath: /dev/{name}}}]\n  volumes: [{{name: scratch, emptyDir: {{}}}}]\n"
+    );
+    // A container that is not privileged has a /dev of its own: the mount
+    // point is made there.
+    let mut y = pod_yaml("dv", "", &[("app", "exec sleep 1000")]);
+    y.push_str(&volume);
+    p.manifest("/srv/dv.yaml", &y);
+    let out = p.apply_ok("/srv/dv.yaml", &[]);
+    assert!(out.contains("Running 1/1 ready"), "{out}");
+    let seen = p.run_ok(&[
+        "exec",
         "dv",
+        "-c",
+        "app",
+        "--",
+        "sh",
+        "-c",
+        &format!("echo in > /dev/{name}/f && grep -c ' /dev/{name} ' /proc/self/mountinfo"),
+    ]);
+    assert_eq!(seen, "1\n");
+    // the write went to the volume
+    p.sd.sh_ok("grep -x in /var/lib/podc/pods/default_dv/volumes/scratch/f");
+    // A privileged one has the host's /dev, where podc creates nothing.
+    let mut y = pod_yaml(
+        "dp",
         "  restartPolicy: Never\n",
         &[("app", "exec sleep 1000")],
     );
-    y.push_str(&format!(
-        "    volumeMounts: [{{name: scratch, mountPath: /dev/{name}}}]\n  volumes: [{{name: scratch, emptyDir: {{}}}}]\n"
-    ));
-    p.manifest("/srv/dv.yaml", &y);
-    let out = p.apply("/srv/dv.yaml", &[]);
+    y.push_str("    securityContext: {privileged: true}\n");
+    y.push_str(&volume);
+    p.manifest("/srv/dp.yaml", &y);
+    let out = p.apply("/srv/dp.yaml", &[]);
     assert!(!out.status.success(), "{}", show(&out));
     let text = show(&out);
     assert!(
-        text.contains("does not create mount points in /dev"),
+        text.contains(
+            "does not create mount points in /sys, /proc, or a privileged container's /dev"
+        ),
         "the reason is reported: {text}"
     );
-    // The namespaced systemd shares the host's /dev.
+    // The namespaced systemd shares the host's /dev: nothing was made there.
     p.sd.sh_ok(&format!("test ! -e /dev/{name}"));
     Ok(())
 }
