@@ -889,6 +889,18 @@ fn container_ctx(
     let mut entries: Vec<(String, EnvSource)> = Vec::new();
     let mut has_path = false;
     for (k, val) in &img.env {
+        if let Some(why) = image_env_problem(k) {
+            notes.push(Note::at(
+                vp,
+                &format!("{cpath}/image"),
+                format!("image-env {} {k}", c.image),
+                format!(
+                    "image {} sets environment variable {k:?}, which podc drops: {why}",
+                    c.image
+                ),
+            ));
+            continue;
+        }
         has_path |= k == "PATH";
         entries.push((k.clone(), EnvSource::Plain(val.clone())));
     }
@@ -1724,6 +1736,22 @@ fn field_value(pod: &Pod, ns: &str, path: &str, t: &Target) -> String {
     }
 }
 
+/// Why an image's environment variable `name` cannot reach the unit, if
+/// it cannot. Image authors are not trusted: a name systemd cannot carry
+/// would fail the whole pod's render, and a name systemd sets itself
+/// (`MAINPID`, `NOTIFY_SOCKET`, ...) or the dynamic loader reads (`LD_*`)
+/// would steer the unit's host-side helpers. Dropped with a warning, as the
+/// pod still builds.
+fn image_env_problem(name: &str) -> Option<&'static str> {
+    if !crate::escape::systemd_env_name_ok(name) {
+        Some("systemd's Environment= accepts only ASCII letters, digits and '_', not starting with a digit")
+    } else if crate::escape::reserved_env_name(name) {
+        Some("systemd sets it for the unit's processes, or it steers the host-side helpers that set the container up")
+    } else {
+        None
+    }
+}
+
 /// An `EnvironmentFile=` body: one `NAME="value"` per line, escaped for
 /// systemd's env-file parser (backslash, double quote, `$` and backtick are
 /// backslash-escaped inside double quotes; newlines are kept literally
@@ -1779,6 +1807,103 @@ mod tests {
         }
         assert_eq!(cpu_weight_v1(1_000_000), 10_000);
         assert_eq!(cpu_weight_v1(0), 1);
+    }
+
+    /// One image for every container name.
+    struct OneImage(ImageConfig);
+    impl Images for OneImage {
+        fn config(&self, _: &str) -> Option<ImageConfig> {
+            Some(self.0.clone())
+        }
+    }
+
+    /// Plan `yaml` (one pod) against `img`: the pod's plan, or the
+    /// validation errors.
+    fn plan_yaml(yaml: &str, img: ImageConfig) -> Result<PodPlan, Vec<String>> {
+        let src = crate::load::decode("p.yaml", yaml.as_bytes().to_vec()).unwrap();
+        let (v, diags) = crate::pipeline::check(&[src]);
+        let errs: Vec<String> = diags
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.headline())
+            .collect();
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        let (mut plans, _) = plan(&v, &Target::new(252, "n"), &OneImage(img));
+        Ok(plans.remove(0))
+    }
+
+    const NON_ROOT_POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  securityContext: {runAsNonRoot: true}\n  containers:\n  - {name: c, image: i, command: [sleep, '1']}\n";
+
+    #[test]
+    fn image_env_names_systemd_cannot_carry_or_sets_itself_are_dropped() {
+        let img = ImageConfig {
+            env: [
+                ("MAINPID", "1"),
+                ("NOTIFY_SOCKET", "/x"),
+                ("LD_PRELOAD", "/evil.so"),
+                ("WATCHDOG_USEC", "1"),
+                ("BAD-NAME", "x"),
+                ("PATH", "/evil"),
+                ("GOOD", "y"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            ..Default::default()
+        };
+        let p = plan_yaml(
+            NON_ROOT_POD
+                .replace("  securityContext: {runAsNonRoot: true}\n", "")
+                .as_str(),
+            img,
+        )
+        .unwrap();
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        let env = p
+            .units
+            .iter()
+            .find(|u| u.name.ends_with("_c.service"))
+            .unwrap()
+            .ctx["env"]
+            .to_string();
+        assert_eq!(env, r#"[["PATH","/evil"],["GOOD","y"]]"#);
+        for k in [
+            "MAINPID",
+            "NOTIFY_SOCKET",
+            "LD_PRELOAD",
+            "WATCHDOG_USEC",
+            "BAD-NAME",
+        ] {
+            assert!(
+                p.notes.iter().any(|n| n
+                    .message
+                    .contains(&format!("environment variable \"{k}\", which podc drops"))),
+                "{k}: {:?}",
+                p.notes
+            );
+        }
+    }
+
+    #[test]
+    fn manifest_env_may_not_set_what_systemd_sets() {
+        for name in [
+            "MAINPID",
+            "NOTIFY_SOCKET",
+            "LD_PRELOAD",
+            "MONITOR_UNIT",
+            "TRIGGER_PATH",
+        ] {
+            let y = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n  - name: c\n    image: i\n    command: [sleep, '1']\n    env: [{{name: {name}, value: '1'}}]\n");
+            let errs = plan_yaml(&y, ImageConfig::default()).unwrap_err();
+            assert!(
+                errs.iter().any(|e| e.contains("p.yaml:9:")
+                    && e.contains("spec.containers[0].env[0].name")
+                    && e.contains("is reserved")),
+                "{name}: {errs:?}"
+            );
+        }
     }
 
     fn spec(v: serde_json::Value) -> PodSpec {
