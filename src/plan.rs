@@ -1083,9 +1083,24 @@ fn container_ctx(
         },
         None => (None, None),
     };
-    let uid: Option<String> = sc.run_as_user.map(|u| u.to_string()).or(img_uid);
-    let gid: Option<String> = sc.run_as_group.map(|g| g.to_string()).or(img_gid);
+    let uid: Option<String> = sc
+        .run_as_user
+        .map(|u| u.to_string())
+        .or(img_uid)
+        .map(canonical_id);
+    let gid: Option<String> = sc
+        .run_as_group
+        .map(|g| g.to_string())
+        .or(img_gid)
+        .map(canonical_id);
+    let non_root = sc.run_as_non_root == Some(true);
+    // With runAsNonRoot the kubelet refuses a named image user before
+    // resolving it (CreateContainerConfigError below), found or not.
+    let named_non_root = non_root && sc.run_as_user.is_none() && img_user_named;
     for (what, v) in [("user", &uid), ("group", &gid)] {
+        if what == "user" && named_non_root {
+            continue;
+        }
         if let Some(v) = v.as_deref().filter(|v| v.parse::<u32>().is_err()) {
             errors.push(Note::at(
                 vp,
@@ -1098,7 +1113,6 @@ fn container_ctx(
             ));
         }
     }
-    let non_root = sc.run_as_non_root == Some(true);
     // runAsNonRoot against an explicit runAsUser: 0 is a contradiction in
     // the manifest, reported at build time. Against the image's user it is
     // what the kubelet reports when it creates the container: the pod is
@@ -1112,12 +1126,10 @@ fn container_ctx(
             "non-root",
             format!("container {} has runAsNonRoot: true but runAsUser: 0; set runAsUser to a non-zero uid", c.name),
         ));
-    } else if non_root
-        && (uid.as_deref().is_none_or(|u| u == "0") || (sc.run_as_user.is_none() && img_user_named))
-    {
+    } else if non_root && (uid.as_deref().is_none_or(|u| u == "0") || named_non_root) {
         // The kubelet does not resolve names for this check: an image
         // user name cannot be verified, even where podc resolves it.
-        let why = if uid.as_deref().is_some_and(|u| u != "0") {
+        let why = if named_non_root {
             format!(
                 "image has non-numeric user ({}), cannot verify user is non-root",
                 img.user.as_deref().unwrap_or_default()
@@ -1736,6 +1748,14 @@ fn field_value(pod: &Pod, ns: &str, path: &str, t: &Target) -> String {
     }
 }
 
+/// A user or group id in its one numeric spelling: the image's `00` or
+/// `+0` is uid 0 to the kernel (and to the joiner's parser), so every
+/// comparison (runAsNonRoot) and the joiner's `--user` see `0`. Names,
+/// which could not be resolved, stay as they are and are reported.
+fn canonical_id(id: String) -> String {
+    id.parse::<u32>().map_or(id, |n| n.to_string())
+}
+
 /// Why an image's environment variable `name` cannot reach the unit, if
 /// it cannot. Image authors are not trusted: a name systemd cannot carry
 /// would fail the whole pod's render, and a name systemd sets itself
@@ -1835,6 +1855,58 @@ mod tests {
     }
 
     const NON_ROOT_POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  securityContext: {runAsNonRoot: true}\n  containers:\n  - {name: c, image: i, command: [sleep, '1']}\n";
+
+    fn image_user(user: &str, ids: Result<&str, &str>) -> ImageConfig {
+        ImageConfig {
+            user: Some(user.into()),
+            user_ids: Some(ids.map(str::to_string).map_err(str::to_string)),
+            ..Default::default()
+        }
+    }
+
+    fn config_error(p: &PodPlan) -> Option<String> {
+        p.units
+            .iter()
+            .find(|u| u.name.ends_with("_c.service"))
+            .and_then(|u| u.ctx["config_error"].as_str().map(str::to_string))
+    }
+
+    #[test]
+    fn run_as_non_root_compares_the_image_uid_as_a_number() {
+        for user in ["0", "00", "+0", "000:0", "0:1000"] {
+            let p = plan_yaml(NON_ROOT_POD, image_user(user, Ok(user))).unwrap();
+            let why = config_error(&p).unwrap_or_else(|| panic!("User {user:?} not refused"));
+            assert!(why.contains("image will run as root"), "{user}: {why}");
+            assert!(p.errors.is_empty(), "{:?}", p.errors);
+        }
+        // A name, whether it maps to 0 or cannot be resolved at all, is what
+        // the kubelet cannot verify: CreateContainerConfigError, not a build error.
+        for (user, ids) in [
+            ("toor", Ok("0:0")),
+            (
+                "ghost",
+                Err("user \"ghost\" is not in the image's /etc/passwd"),
+            ),
+        ] {
+            let p = plan_yaml(NON_ROOT_POD, image_user(user, ids)).unwrap();
+            let why = config_error(&p).unwrap_or_else(|| panic!("User {user:?} not refused"));
+            assert!(
+                why.contains(&format!("image has non-numeric user ({user})")),
+                "{why}"
+            );
+            assert!(p.errors.is_empty(), "{:?}", p.errors);
+        }
+        let p = plan_yaml(NON_ROOT_POD, image_user("0010", Ok("0010"))).unwrap();
+        assert_eq!(config_error(&p), None);
+        let argv = p
+            .units
+            .iter()
+            .find(|u| u.name.ends_with("_c.service"))
+            .unwrap()
+            .ctx["exec_start"]
+            .to_string();
+        assert!(argv.contains("\"--user\",\"10:0\""), "{argv}");
+    }
 
     #[test]
     fn image_env_names_systemd_cannot_carry_or_sets_itself_are_dropped() {
