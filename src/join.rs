@@ -452,16 +452,24 @@ pub fn run(cfg: &JoinConfig) -> i32 {
         Ok(f) => f,
         Err(e) => return fail("open uts namespace", e),
     };
-    let pid = match &cfg.pid {
-        PidNs::Join(p) => match std::fs::File::open(p) {
-            Ok(f) => Some(f),
+    // A running container's namespaces (hooks, `podc exec`) are checked
+    // and opened together; the pod's own are named by the unit.
+    let (mnt, pid, net) = match (&cfg.mnt, &cfg.pid) {
+        (Some(m), p) => {
+            let p = match p {
+                PidNs::Join(p) => Some(p.as_str()),
+                _ => None,
+            };
+            match open_container_ns(m, p, None) {
+                Ok(ns) => (Some(ns.mnt), ns.pid, ns.net),
+                Err(e) => return fail("enter the container", e),
+            }
+        }
+        (None, PidNs::Join(p)) => match std::fs::File::open(p) {
+            Ok(f) => (None, Some(f), None),
             Err(e) => return fail(&format!("open pid namespace {p}"), e),
         },
-        _ => None,
-    };
-    let mnt = match cfg.mnt.as_deref().map(std::fs::File::open).transpose() {
-        Ok(f) => f,
-        Err(e) => return fail("open the container's mount namespace", e),
+        (None, _) => (None, None, None),
     };
     let ipc = match cfg.ipc.as_deref().map(std::fs::File::open).transpose() {
         Ok(f) => f,
@@ -539,7 +547,7 @@ pub fn run(cfg: &JoinConfig) -> i32 {
             return fail("working directory", e);
         }
     }
-    drop((uts, pid, mnt, ipc));
+    drop((uts, pid, mnt, ipc, net));
     if cfg.pid != PidNs::Keep {
         // SAFETY: raw clone without CLONE_VM behaves like fork(); this
         // process is single-threaded, and the child only mounts, changes
@@ -672,6 +680,82 @@ pub fn run(cfg: &JoinConfig) -> i32 {
     fail(&format!("exec {:?}", argv[0]), e)
 }
 
+/// `N` of `/proc/N/ns/NAME`, in its plain decimal spelling.
+fn proc_ns_pid(path: &str, name: &str) -> Option<libc::pid_t> {
+    let (n, tail) = path.strip_prefix("/proc/")?.split_once('/')?;
+    let pid = n.parse::<libc::pid_t>().ok().filter(|p| *p > 0)?;
+    (tail.strip_prefix("ns/") == Some(name) && pid.to_string() == n).then_some(pid)
+}
+
+/// Open the mount (and PID) namespace of the running container process N
+/// for an exec hook or `podc exec` (`--mnt /proc/N/ns/mnt`, `--pid
+/// /proc/N/ns/pid`, N being systemd's `$MAINPID`), only when N is in this
+/// process's own cgroup: hooks run in the container unit's cgroup, and
+/// `podc exec` attaches itself to it first. So a forged `$MAINPID` (or any
+/// other path) can never make the joiner enter the host's PID 1 or another
+/// unit's process and run a command there as root. The files are opened
+/// through one `/proc/N` directory, so they and the cgroup checked are of
+/// the same process even if N is reused meanwhile.
+fn open_container_ns(
+    mnt: &str,
+    pid: Option<&str>,
+    net: Option<&str>,
+) -> Result<ContainerNs, String> {
+    let n = proc_ns_pid(mnt, "mnt")
+        .ok_or_else(|| format!("--mnt {mnt:?}: expected /proc/PID/ns/mnt"))?;
+    for (opt, path, ns) in [("--pid", pid, "pid"), ("--net", net, "net")] {
+        if let Some(p) = path.filter(|p| proc_ns_pid(p, ns) != Some(n)) {
+            return Err(format!("{opt} {p:?}: expected /proc/{n}/ns/{ns}, as --mnt"));
+        }
+    }
+    let dir = std::fs::File::open(format!("/proc/{n}")).map_err(|e| format!("/proc/{n}: {e}"))?;
+    let at = |rel: &str| -> Result<std::fs::File, String> {
+        let flags = nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC;
+        nix::fcntl::openat(&dir, rel, flags, nix::sys::stat::Mode::empty())
+            .map(std::fs::File::from)
+            .map_err(|e| format!("/proc/{n}/{rel}: {e}"))
+    };
+    let mut theirs = String::new();
+    std::io::Read::read_to_string(&mut at("cgroup")?, &mut theirs)
+        .map_err(|e| format!("/proc/{n}/cgroup: {e}"))?;
+    let ours = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("/proc/self/cgroup: {e}"))?;
+    let (theirs, ours) = (unit_cgroup(&theirs), unit_cgroup(&ours));
+    if theirs.is_empty() || theirs != ours {
+        return Err(format!(
+            "process {n} is not in this unit's cgroup: refusing to enter its namespaces"
+        ));
+    }
+    Ok(ContainerNs {
+        pid: pid.map(|_| at("ns/pid")).transpose()?,
+        net: net.map(|_| at("ns/net")).transpose()?,
+        mnt: at("ns/mnt")?,
+    })
+}
+
+/// The namespaces [`open_container_ns`] opened.
+#[derive(Debug)]
+struct ContainerNs {
+    mnt: std::fs::File,
+    pid: Option<std::fs::File>,
+    net: Option<std::fs::File>,
+}
+
+/// The lines of a `/proc/PID/cgroup` that name the systemd unit: the
+/// unified hierarchy's (`0::PATH`) and, on cgroup v1, systemd's own
+/// (`N:name=systemd:PATH`). v1 controller lines are left out: systemd
+/// places a process in a controller's hierarchy only where the unit
+/// realized it, so they can differ between two processes of one unit.
+fn unit_cgroup(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| {
+            let mut f = l.splitn(3, ':');
+            let (id, ctl) = (f.next(), f.next());
+            id == Some("0") || ctl == Some("name=systemd")
+        })
+        .collect()
+}
+
 /// Wait for `child` and turn its end into an exit code, shell style
 /// (128 + signal number when killed).
 fn wait_exit_code(child: libc::pid_t) -> i32 {
@@ -747,6 +831,39 @@ mod tests {
 
     fn parse(a: &[&str]) -> Result<JoinConfig, String> {
         JoinConfig::from_args(a.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn only_proc_pid_ns_paths_name_a_container_process() {
+        assert_eq!(proc_ns_pid("/proc/42/ns/mnt", "mnt"), Some(42));
+        assert_eq!(proc_ns_pid("/proc/42/ns/pid", "pid"), Some(42));
+        for bad in [
+            "/proc//ns/mnt",
+            "/proc/0/ns/mnt",
+            "/proc/042/ns/mnt",
+            "/proc/+4/ns/mnt",
+            "/proc/self/ns/mnt",
+            "/proc/4/ns/pid",
+            "/proc/4/ns/mnt/..",
+            "/proc/4/../1/ns/mnt",
+            "/run/x/ns/mnt",
+        ] {
+            assert_eq!(proc_ns_pid(bad, "mnt"), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_pid_namespace_entered_is_the_same_process_s() {
+        // (The cgroup refusal is shown on a real systemd: tests/hostile_exec.rs.)
+        let me = std::process::id();
+        let mine = format!("/proc/{me}/ns/mnt");
+        let net = format!("/proc/{me}/ns/net");
+        let ns = open_container_ns(&mine, None, Some(&net)).unwrap();
+        assert!(ns.pid.is_none() && ns.net.is_some());
+        let e = open_container_ns(&mine, Some("/proc/1/ns/pid"), None).unwrap_err();
+        assert!(e.contains("expected /proc/"), "{e}");
+        let e = open_container_ns(&mine, None, Some("/proc/1/ns/net")).unwrap_err();
+        assert!(e.contains("expected /proc/"), "{e}");
     }
 
     #[test]
