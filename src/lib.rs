@@ -5,6 +5,7 @@ pub mod activate;
 pub mod container_root;
 pub mod diagnostic;
 pub mod escape;
+pub mod exec;
 pub mod expand;
 pub mod hook;
 pub mod image;
