@@ -279,6 +279,15 @@ fn exec_runs_nothing_from_the_container_on_the_host_and_as_the_container() -> Re
     );
     let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata("/")?);
     let (major, minor) = (nix::libc::major(dev), nix::libc::minor(dev));
+    // The node itself is refused (the unit's device cgroup has no `m` for
+    // it), as in the main process; before, exec made it and only the read
+    // could fail.
+    let script = format!("mknod /tmp/disk b {major} {minor} 2>&1; ls /tmp/disk 2>&1; true");
+    let out = exec_ok(&p, "ex", "root", &["sh", "-c", &script]);
+    assert!(
+        out.contains("mknod: /tmp/disk: Operation not permitted") && out.contains("No such file"),
+        "{out}"
+    );
     let script = format!("mknod /tmp/disk b {major} {minor} && head -c1 /tmp/disk >/dev/null");
     let out = exec(&p, "ex", "root", &["sh", "-c", &script]);
     assert!(
