@@ -793,10 +793,10 @@ pub fn logs(root: &Path, a: LogsArgs) -> ExitCode {
     usage(&format!("journalctl: {e}"))
 }
 
-/// Enter a running container: `nsenter -t MAINPID -a -r -w` with the
-/// container's uid/gid and environment. util-linux's nsenter gets the
-/// order right (user ns first, fork after joining the PID namespace, root
-/// and cwd after the mount namespace) and is present wherever systemd is.
+/// Run a command in a running container as `kubectl exec` does: through
+/// the container unit's own joiner, as the container (see [`podc::exec`]).
+/// Never a program found through a search path: the host's `nsenter`,
+/// looked up with the container's PATH, was one an image could plant.
 pub fn exec(root: &Path, a: ExecArgs) -> ExitCode {
     let paths = a.rt.paths(root);
     let installed = match installed_or_exit(&paths) {
@@ -823,32 +823,80 @@ pub fn exec(root: &Path, a: ExecArgs) -> ExitCode {
         eprintln!("error: container {cname} of pod {} is not running", a.name);
         return ExitCode::from(EXIT_FAILED);
     }
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let id_of = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().next())
-            .unwrap_or("0")
-            .to_string()
-    };
-    let (uid, gid) = (id_of("Uid:"), id_of("Gid:"));
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-    let mut cmd = std::process::Command::new("nsenter");
-    cmd.args(["-t", &pid.to_string(), "-a", "-r", "-w"]);
-    if uid != "0" || gid != "0" {
-        cmd.args(["-S", &uid, "-G", &gid]);
-    }
-    cmd.arg("--").args(&a.command);
-    cmd.env_clear();
-    for kv in environ.split(|&b| b == 0).filter(|kv| !kv.is_empty()) {
-        let kv = String::from_utf8_lossy(kv);
-        if let Some((k, v)) = kv.split_once('=') {
-            cmd.env(k, v);
+    match exec_in_unit(&sd, &unit, pid, &a.command) {
+        Ok(never) => match never {},
+        Err(e) => {
+            eprintln!(
+                "Error from podc: exec in container {cname} of pod {}: {e}",
+                a.name
+            );
+            ExitCode::from(EXIT_FAILED)
         }
     }
-    let e = cmd.exec();
-    usage(&format!("nsenter: {e}"))
+}
+
+/// Replace this process with the container unit's joiner running
+/// `command` as the container (see [`podc::exec`]): into the unit's cgroup
+/// first (so its device policy and limits apply, and the joiner finds
+/// the container process in its own cgroup), the joiner's options and
+/// path from the unit as systemd holds it, an empty environment, and the
+/// main process's environment as data for the command (`--environ-fd`).
+fn exec_in_unit(
+    sd: &Systemd,
+    unit: &str,
+    pid: u32,
+    command: &[String],
+) -> Result<std::convert::Infallible, String> {
+    let path = sd
+        .get_unit(unit)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("unit {unit} is not loaded"))?;
+    let (program, argv) = sd
+        .exec_start(path.as_str())
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("unit {unit} has no ExecStart="))?;
+    if !program.starts_with('/') {
+        return Err(format!("ExecStart= of {unit} is not an absolute path"));
+    }
+    let nnp = sd
+        .no_new_privileges(path.as_str())
+        .map_err(|e| e.to_string())?;
+    // Data for the command only: never looked at here or by the joiner.
+    let environ = std::fs::read(format!("/proc/{pid}/environ"))
+        .map_err(|e| format!("environment of process {pid}: {e}"))?;
+    let fd = environ_fd(&environ).map_err(|e| format!("environment: {e}"))?;
+    let args = podc::exec::joiner_args(&argv, pid, nnp, fd, command)?;
+    let cg = sd.control_group(path.as_str()).map_err(|e| e.to_string())?;
+    podc::exec::join_unit_cgroup(&cg, pid)
+        .map_err(|e| format!("joining the cgroup of {unit}: {e}"))?;
+    let e = std::process::Command::new(&program)
+        .arg("join")
+        .args(&args)
+        .env_clear()
+        .exec();
+    Err(format!("{program}: {e}"))
+}
+
+/// An inheritable descriptor (above 2) of an anonymous file holding `data`,
+/// read from its start.
+fn environ_fd(data: &[u8]) -> std::io::Result<i32> {
+    use std::io::{Seek, Write as _};
+    use std::os::fd::IntoRawFd;
+    let fd = rustix::fs::memfd_create("podc-exec-environ", rustix::fs::MemfdFlags::empty())?;
+    let mut f = std::fs::File::from(fd);
+    f.write_all(data)?;
+    f.rewind()?;
+    let raw = f.into_raw_fd();
+    if raw > 2 {
+        return Ok(raw);
+    }
+    // A caller started with stdin/stdout/stderr closed: move it above 2.
+    // SAFETY: fcntl(F_DUPFD) on a descriptor we own; the copy is ours too.
+    let moved = unsafe { nix::libc::fcntl(raw, nix::libc::F_DUPFD, 3) };
+    if moved < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(moved)
 }
 
 pub fn hook(h: HookCommand) -> ExitCode {

@@ -208,6 +208,48 @@ pub fn systemd_env_name_ok(name: &str) -> bool {
     }
 }
 
+/// Variables systemd sets itself for the processes it spawns
+/// (systemd.exec(5), "Environment Variables in Spawned Processes"), which
+/// an `Environment=` line would override, and the dynamic loader's `LD_*`.
+/// They steer the host-side helpers of a container unit: `${MAINPID}` in
+/// a hook's command line names the namespaces the hook enters,
+/// `$NOTIFY_SOCKET` is where the joiner reports the main process, and
+/// `LD_PRELOAD` would load a library into any dynamically linked one. The
+/// one list both the image filter and the manifest validation use.
+const RESERVED_ENV: &[&str] = &[
+    "MAINPID",
+    "MANAGERPID",
+    "NOTIFY_SOCKET",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "INVOCATION_ID",
+    "JOURNAL_STREAM",
+    "SERVICE_RESULT",
+    "EXIT_CODE",
+    "EXIT_STATUS",
+    "PIDFILE",
+    "RUNTIME_DIRECTORY",
+    "STATE_DIRECTORY",
+    "CACHE_DIRECTORY",
+    "LOGS_DIRECTORY",
+    "CONFIGURATION_DIRECTORY",
+    "CREDENTIALS_DIRECTORY",
+    "SYSTEMD_EXEC_PID",
+    "LOG_NAMESPACE",
+];
+/// Name prefixes of the same kind: `WATCHDOG_USEC`/`_PID`,
+/// `MONITOR_*` (OnFailure=/OnSuccess= units), `TRIGGER_*` (path and timer
+/// activation), the dynamic loader's `LD_*`.
+const RESERVED_ENV_PREFIXES: &[&str] = &["WATCHDOG_", "MONITOR_", "TRIGGER_", "LD_"];
+
+/// Whether `name` is a variable systemd sets for a unit's processes or one
+/// that steers a host-side helper (see [`RESERVED_ENV`]): an image's is
+/// dropped, a manifest's is an error.
+pub fn reserved_env_name(name: &str) -> bool {
+    RESERVED_ENV.contains(&name) || RESERVED_ENV_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
 /// The value of one `Environment=` line that sets `name` to exactly
 /// `value`: `"NAME=value"` double-quoted, with `\`, `"` and control
 /// characters C-escaped and `%` as `%%`. `$` is left alone: `Environment=`

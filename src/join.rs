@@ -116,6 +116,21 @@ pub struct JoinConfig {
     pub mnt: Option<String>,
     /// The working directory inside the container (`--cwd`).
     pub cwd: Option<String>,
+    /// Enter this network namespace (`--net /proc/N/ns/net`, with `--mnt`
+    /// of the same N): for `podc exec`, which unlike a hook does not
+    /// inherit the unit's `NetworkNamespacePath=`.
+    pub net: Option<String>,
+    /// Set `PR_SET_NO_NEW_PRIVS` before exec (`--no-new-privs`): `podc
+    /// exec` into a unit with `NoNewPrivileges=yes`, which systemd sets for
+    /// the unit's own processes only.
+    pub no_new_privs: bool,
+    /// Read the command's environment from this inherited file descriptor
+    /// (`--environ-fd N`, `NAME=VALUE` entries each ended by a NUL) and
+    /// exec with exactly that, the command looked up in its `PATH` inside
+    /// the container. `podc exec` starts the joiner with an empty
+    /// environment and hands it the container's this way: the container's
+    /// variables are data for the command, never input to the joiner.
+    pub environ_fd: Option<i32>,
     pub argv: Vec<OsString>,
 }
 
@@ -294,7 +309,7 @@ pub const USAGE: &str =
 [--ro-root] [--ro-sys] [--mqueue] | --mnt NSFILE] [--cwd DIR] [--uts NSFILE] [--ipc NSFILE] \
 [--pid NSFILE | --new-pid] \
 [--no-proc] [--wait] [--caps NAME,...] [--user UID[:GID]] [--groups GID,...] [--non-root] \
--- CMD [ARG...]";
+[--net NSFILE] [--no-new-privs] [--environ-fd N] -- CMD [ARG...]";
 
 impl JoinConfig {
     pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<JoinConfig, String> {
@@ -311,6 +326,9 @@ impl JoinConfig {
             root: None,
             mnt: None,
             cwd: None,
+            net: None,
+            no_new_privs: false,
+            environ_fd: None,
             argv: Vec::new(),
         };
         let (mut rootfs, mut binds, mut ro_root, mut ro_sys, mut mqueue) =
@@ -355,6 +373,15 @@ impl JoinConfig {
                 "--mqueue" => mqueue = true,
                 "--mnt" => cfg.mnt = Some(value("--mnt")?),
                 "--cwd" => cfg.cwd = Some(value("--cwd")?),
+                "--net" => cfg.net = Some(value("--net")?),
+                "--no-new-privs" => cfg.no_new_privs = true,
+                "--environ-fd" => {
+                    let v = value("--environ-fd")?;
+                    let fd = v.parse::<i32>().ok().filter(|fd| *fd > 2);
+                    cfg.environ_fd = Some(
+                        fd.ok_or_else(|| format!("--environ-fd {v:?}: expected a number > 2"))?,
+                    );
+                }
                 "--wait" => cfg.wait = true,
                 "--user" => {
                     let v = value("--user")?;
@@ -428,6 +455,8 @@ impl JoinConfig {
         if cfg.mnt.is_some() {
             // The container's /proc is there already.
             cfg.mount_proc = false;
+        } else if cfg.net.is_some() {
+            return Err("--net needs --mnt (a running container's namespaces)".into());
         }
         Ok(cfg)
     }
@@ -446,17 +475,34 @@ pub fn run(cfg: &JoinConfig) -> i32 {
         Ok(f) => f,
         Err(e) => return fail("open uts namespace", e),
     };
-    let pid = match &cfg.pid {
-        PidNs::Join(p) => match std::fs::File::open(p) {
-            Ok(f) => Some(f),
+    // A running container's namespaces (hooks, `podc exec`) are checked
+    // and opened together; the pod's own are named by the unit.
+    let (mnt, pid, net) = match (&cfg.mnt, &cfg.pid) {
+        (Some(m), p) => {
+            let p = match p {
+                PidNs::Join(p) => Some(p.as_str()),
+                _ => None,
+            };
+            match open_container_ns(m, p, cfg.net.as_deref()) {
+                Ok(ns) => (Some(ns.mnt), ns.pid, ns.net),
+                Err(e) => return fail("enter the container", e),
+            }
+        }
+        (None, PidNs::Join(p)) => match std::fs::File::open(p) {
+            Ok(f) => (None, Some(f), None),
             Err(e) => return fail(&format!("open pid namespace {p}"), e),
         },
-        _ => None,
+        (None, _) => (None, None, None),
     };
-    let mnt = match cfg.mnt.as_deref().map(std::fs::File::open).transpose() {
-        Ok(f) => f,
-        Err(e) => return fail("open the container's mount namespace", e),
+    let environ = match cfg.environ_fd.map(read_environ).transpose() {
+        Ok(e) => e,
+        Err(e) => return fail("--environ-fd", e),
     };
+    if let Some(f) = &net {
+        if let Err(e) = setns(f.as_fd(), CloneFlags::CLONE_NEWNET) {
+            return fail("setns net", e);
+        }
+    }
     let ipc = match cfg.ipc.as_deref().map(std::fs::File::open).transpose() {
         Ok(f) => f,
         Err(e) => return fail("open ipc namespace", e),
@@ -532,7 +578,7 @@ pub fn run(cfg: &JoinConfig) -> i32 {
             return fail("working directory", e);
         }
     }
-    drop((uts, pid, mnt, ipc));
+    drop((uts, pid, mnt, ipc, net));
     if cfg.pid != PidNs::Keep {
         // SAFETY: raw clone without CLONE_VM behaves like fork(); this
         // process is single-threaded, and the child only mounts, changes
@@ -653,6 +699,12 @@ pub fn run(cfg: &JoinConfig) -> i32 {
         Ok(a) => a,
         Err(e) => return fail("argument", e),
     };
+    if cfg.no_new_privs {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return fail("no_new_privs", std::io::Error::last_os_error());
+        }
+    }
     // In the host PID namespace this process is the main process and
     // execs the command itself (`Type=notify`): tell systemd the container
     // is set up, so a failed setup fails the start instead of following it.
@@ -661,8 +713,142 @@ pub fn run(cfg: &JoinConfig) -> i32 {
             return fail("notify systemd", e);
         }
     }
-    let e = execvp(&argv[0], &argv).unwrap_err();
+    if argv.is_empty() {
+        return fail("argument", "no command given");
+    }
+    let e = match &environ {
+        Some(env) => exec_with_environ(&argv, env),
+        None => execvp(&argv[0], &argv).unwrap_err(),
+    };
     fail(&format!("exec {:?}", argv[0]), e)
+}
+
+/// `N` of `/proc/N/ns/NAME`, in its plain decimal spelling.
+fn proc_ns_pid(path: &str, name: &str) -> Option<libc::pid_t> {
+    let (n, tail) = path.strip_prefix("/proc/")?.split_once('/')?;
+    let pid = n.parse::<libc::pid_t>().ok().filter(|p| *p > 0)?;
+    (tail.strip_prefix("ns/") == Some(name) && pid.to_string() == n).then_some(pid)
+}
+
+/// Open the mount (and PID) namespace of the running container process N
+/// for an exec hook or `podc exec` (`--mnt /proc/N/ns/mnt`, `--pid
+/// /proc/N/ns/pid`, N being systemd's `$MAINPID`), only when N is in this
+/// process's own cgroup: hooks run in the container unit's cgroup, and
+/// `podc exec` attaches itself to it first. So a forged `$MAINPID` (or any
+/// other path) can never make the joiner enter the host's PID 1 or another
+/// unit's process and run a command there as root. The files are opened
+/// through one `/proc/N` directory, so they and the cgroup checked are of
+/// the same process even if N is reused meanwhile.
+fn open_container_ns(
+    mnt: &str,
+    pid: Option<&str>,
+    net: Option<&str>,
+) -> Result<ContainerNs, String> {
+    let n = proc_ns_pid(mnt, "mnt")
+        .ok_or_else(|| format!("--mnt {mnt:?}: expected /proc/PID/ns/mnt"))?;
+    for (opt, path, ns) in [("--pid", pid, "pid"), ("--net", net, "net")] {
+        if let Some(p) = path.filter(|p| proc_ns_pid(p, ns) != Some(n)) {
+            return Err(format!("{opt} {p:?}: expected /proc/{n}/ns/{ns}, as --mnt"));
+        }
+    }
+    let dir = std::fs::File::open(format!("/proc/{n}")).map_err(|e| format!("/proc/{n}: {e}"))?;
+    let at = |rel: &str| -> Result<std::fs::File, String> {
+        let flags = nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC;
+        nix::fcntl::openat(&dir, rel, flags, nix::sys::stat::Mode::empty())
+            .map(std::fs::File::from)
+            .map_err(|e| format!("/proc/{n}/{rel}: {e}"))
+    };
+    let mut theirs = String::new();
+    std::io::Read::read_to_string(&mut at("cgroup")?, &mut theirs)
+        .map_err(|e| format!("/proc/{n}/cgroup: {e}"))?;
+    let ours = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("/proc/self/cgroup: {e}"))?;
+    let (theirs, ours) = (unit_cgroup(&theirs), unit_cgroup(&ours));
+    if theirs.is_empty() || theirs != ours {
+        return Err(format!(
+            "process {n} is not in this unit's cgroup: refusing to enter its namespaces"
+        ));
+    }
+    Ok(ContainerNs {
+        pid: pid.map(|_| at("ns/pid")).transpose()?,
+        net: net.map(|_| at("ns/net")).transpose()?,
+        mnt: at("ns/mnt")?,
+    })
+}
+
+/// The namespaces [`open_container_ns`] opened.
+#[derive(Debug)]
+struct ContainerNs {
+    mnt: std::fs::File,
+    pid: Option<std::fs::File>,
+    net: Option<std::fs::File>,
+}
+
+/// The lines of a `/proc/PID/cgroup` that name the systemd unit: the
+/// unified hierarchy's (`0::PATH`) and, on cgroup v1, systemd's own
+/// (`N:name=systemd:PATH`). v1 controller lines are left out: systemd
+/// places a process in a controller's hierarchy only where the unit
+/// realized it, so they can differ between two processes of one unit.
+fn unit_cgroup(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| {
+            let mut f = l.splitn(3, ':');
+            let (id, ctl) = (f.next(), f.next());
+            id == Some("0") || ctl == Some("name=systemd")
+        })
+        .collect()
+}
+
+/// Most the environment given with `--environ-fd` may hold: more than the
+/// kernel takes for one execve.
+const MAX_ENVIRON: u64 = 4 << 20;
+
+/// The `NAME=VALUE` entries (each ended by a NUL) read from `fd`.
+fn read_environ(fd: i32) -> std::io::Result<Vec<CString>> {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    // SAFETY: the fd was handed to us for this (--environ-fd); we own it now.
+    let f = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut buf = Vec::new();
+    f.take(MAX_ENVIRON + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_ENVIRON {
+        return Err(std::io::Error::other("environment too large"));
+    }
+    Ok(buf
+        .split(|b| *b == 0)
+        .filter(|kv| kv.contains(&b'='))
+        .filter_map(|kv| CString::new(kv).ok())
+        .collect())
+}
+
+/// `execve` `argv` with exactly `env`, looking a bare command name up in
+/// that environment's `PATH` (the container runtimes' default without
+/// one), as `execvp` would in the container; returns only on error.
+fn exec_with_environ(argv: &[CString], env: &[CString]) -> nix::Error {
+    use std::os::unix::ffi::OsStrExt;
+    let name = argv[0].as_bytes();
+    if name.contains(&b'/') {
+        return nix::unistd::execve(&argv[0], argv, env).unwrap_err();
+    }
+    let path = env
+        .iter()
+        .find_map(|kv| kv.as_bytes().strip_prefix(b"PATH="))
+        .unwrap_or(b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let mut err = nix::Error::ENOENT;
+    for dir in path.split(|b| *b == b':') {
+        let dir = if dir.is_empty() { &b"."[..] } else { dir };
+        let full = std::path::Path::new(std::ffi::OsStr::from_bytes(dir))
+            .join(std::ffi::OsStr::from_bytes(name));
+        let Ok(full) = CString::new(full.into_os_string().into_vec()) else {
+            continue;
+        };
+        match nix::unistd::execve(&full, argv, env).unwrap_err() {
+            nix::Error::ENOENT | nix::Error::ENOTDIR => {}
+            nix::Error::EACCES => err = nix::Error::EACCES,
+            e => return e,
+        }
+    }
+    err
 }
 
 /// Wait for `child` and turn its end into an exit code, shell style
@@ -703,6 +889,57 @@ fn limit_bounding_set(keep: &[u32]) -> std::io::Result<()> {
             return Err(std::io::Error::last_os_error());
         }
     }
+    clear_inherited_caps()
+}
+
+/// Empty the inheritable and ambient capability sets, which the bounding
+/// set does not limit: a caller's (`podc exec` run from a shell that has
+/// them) would otherwise pass capabilities outside the container's set to
+/// the command (ambient ones directly, inheritable ones with a file's
+/// inheritable capabilities). systemd starts units with both empty.
+fn clear_inherited_caps() -> std::io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut h = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut d = [Data::default(); 2];
+    // SAFETY: capget/capset with a v3 header and the two data words v3 uses.
+    unsafe {
+        if libc::syscall(libc::SYS_capget, &mut h as *mut Header, d.as_mut_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        d[0].inheritable = 0;
+        d[1].inheritable = 0;
+        if libc::syscall(libc::SYS_capset, &mut h as *mut Header, d.as_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    // SAFETY: prctl with integer arguments only.
+    let r = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
     Ok(())
 }
 
@@ -723,6 +960,54 @@ mod tests {
 
     fn parse(a: &[&str]) -> Result<JoinConfig, String> {
         JoinConfig::from_args(a.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn only_proc_pid_ns_paths_name_a_container_process() {
+        assert_eq!(proc_ns_pid("/proc/42/ns/mnt", "mnt"), Some(42));
+        assert_eq!(proc_ns_pid("/proc/42/ns/pid", "pid"), Some(42));
+        for bad in [
+            "/proc//ns/mnt",
+            "/proc/0/ns/mnt",
+            "/proc/042/ns/mnt",
+            "/proc/+4/ns/mnt",
+            "/proc/self/ns/mnt",
+            "/proc/4/ns/pid",
+            "/proc/4/ns/mnt/..",
+            "/proc/4/../1/ns/mnt",
+            "/run/x/ns/mnt",
+        ] {
+            assert_eq!(proc_ns_pid(bad, "mnt"), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_pid_namespace_entered_is_the_same_process_s() {
+        // (The cgroup refusal is shown on a real systemd: tests/hostile_exec.rs.)
+        let me = std::process::id();
+        let mine = format!("/proc/{me}/ns/mnt");
+        let net = format!("/proc/{me}/ns/net");
+        let ns = open_container_ns(&mine, None, Some(&net)).unwrap();
+        assert!(ns.pid.is_none() && ns.net.is_some());
+        let e = open_container_ns(&mine, Some("/proc/1/ns/pid"), None).unwrap_err();
+        assert!(e.contains("expected /proc/"), "{e}");
+        let e = open_container_ns(&mine, None, Some("/proc/1/ns/net")).unwrap_err();
+        assert!(e.contains("expected /proc/"), "{e}");
+        assert!(parse(&["--net", "/proc/1/ns/net", "--", "true"]).is_err());
+        let c = parse(&[
+            "--mnt",
+            &mine,
+            "--net",
+            &net,
+            "--no-new-privs",
+            "--environ-fd",
+            "5",
+            "--",
+            "true",
+        ])
+        .unwrap();
+        assert!(c.no_new_privs && c.environ_fd == Some(5) && c.net == Some(net));
+        assert!(parse(&["--environ-fd", "1", "--", "true"]).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod argv;
 pub mod container_root;
 pub mod diagnostic;
 pub mod escape;
+pub mod exec;
 pub mod expand;
 pub mod hook;
 pub mod image;

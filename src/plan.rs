@@ -899,6 +899,18 @@ fn container_ctx(
     let mut entries: Vec<(String, EnvSource)> = Vec::new();
     let mut has_path = false;
     for (k, val) in &img.env {
+        if let Some(why) = image_env_problem(k) {
+            notes.push(Note::at(
+                vp,
+                &format!("{cpath}/image"),
+                format!("image-env {} {k}", c.image),
+                format!(
+                    "image {} sets environment variable {k:?}, which podc drops: {why}",
+                    c.image
+                ),
+            ));
+            continue;
+        }
         has_path |= k == "PATH";
         entries.push((k.clone(), EnvSource::Plain(val.clone())));
     }
@@ -1083,9 +1095,24 @@ fn container_ctx(
         },
         None => (None, None),
     };
-    let uid: Option<String> = sc.run_as_user.map(|u| u.to_string()).or(img_uid);
-    let gid: Option<String> = sc.run_as_group.map(|g| g.to_string()).or(img_gid);
+    let uid: Option<String> = sc
+        .run_as_user
+        .map(|u| u.to_string())
+        .or(img_uid)
+        .map(canonical_id);
+    let gid: Option<String> = sc
+        .run_as_group
+        .map(|g| g.to_string())
+        .or(img_gid)
+        .map(canonical_id);
+    let non_root = sc.run_as_non_root == Some(true);
+    // With runAsNonRoot the kubelet refuses a named image user before
+    // resolving it (CreateContainerConfigError below), found or not.
+    let named_non_root = non_root && sc.run_as_user.is_none() && img_user_named;
     for (what, v) in [("user", &uid), ("group", &gid)] {
+        if what == "user" && named_non_root {
+            continue;
+        }
         if let Some(v) = v.as_deref().filter(|v| v.parse::<u32>().is_err()) {
             errors.push(Note::at(
                 vp,
@@ -1098,7 +1125,6 @@ fn container_ctx(
             ));
         }
     }
-    let non_root = sc.run_as_non_root == Some(true);
     // runAsNonRoot against an explicit runAsUser: 0 is a contradiction in
     // the manifest, reported at build time. Against the image's user it is
     // what the kubelet reports when it creates the container: the pod is
@@ -1112,12 +1138,10 @@ fn container_ctx(
             "non-root",
             format!("container {} has runAsNonRoot: true but runAsUser: 0; set runAsUser to a non-zero uid", c.name),
         ));
-    } else if non_root
-        && (uid.as_deref().is_none_or(|u| u == "0") || (sc.run_as_user.is_none() && img_user_named))
-    {
+    } else if non_root && (uid.as_deref().is_none_or(|u| u == "0") || named_non_root) {
         // The kubelet does not resolve names for this check: an image
         // user name cannot be verified, even where podc resolves it.
-        let why = if uid.as_deref().is_some_and(|u| u != "0") {
+        let why = if named_non_root {
             format!(
                 "image has non-numeric user ({}), cannot verify user is non-root",
                 crate::untrusted::printable(img.user.as_deref().unwrap_or_default())
@@ -1748,6 +1772,30 @@ fn field_value(pod: &Pod, ns: &str, path: &str, t: &Target) -> String {
     }
 }
 
+/// A user or group id in its one numeric spelling: the image's `00` or
+/// `+0` is uid 0 to the kernel (and to the joiner's parser), so every
+/// comparison (runAsNonRoot) and the joiner's `--user` see `0`. Names,
+/// which could not be resolved, stay as they are and are reported.
+fn canonical_id(id: String) -> String {
+    id.parse::<u32>().map_or(id, |n| n.to_string())
+}
+
+/// Why an image's environment variable `name` cannot reach the unit, if
+/// it cannot. Image authors are not trusted: a name systemd cannot carry
+/// would fail the whole pod's render, and a name systemd sets itself
+/// (`MAINPID`, `NOTIFY_SOCKET`, ...) or the dynamic loader reads (`LD_*`)
+/// would steer the unit's host-side helpers. Dropped with a warning, as the
+/// pod still builds.
+fn image_env_problem(name: &str) -> Option<&'static str> {
+    if !crate::escape::systemd_env_name_ok(name) {
+        Some("systemd's Environment= accepts only ASCII letters, digits and '_', not starting with a digit")
+    } else if crate::escape::reserved_env_name(name) {
+        Some("systemd sets it for the unit's processes, or it steers the host-side helpers that set the container up")
+    } else {
+        None
+    }
+}
+
 /// An `EnvironmentFile=` body: one `NAME="value"` per line, escaped for
 /// systemd's env-file parser (backslash, double quote, `$` and backtick are
 /// backslash-escaped inside double quotes; newlines are kept literally
@@ -1803,6 +1851,155 @@ mod tests {
         }
         assert_eq!(cpu_weight_v1(1_000_000), 10_000);
         assert_eq!(cpu_weight_v1(0), 1);
+    }
+
+    /// One image for every container name.
+    struct OneImage(ImageConfig);
+    impl Images for OneImage {
+        fn config(&self, _: &str) -> Option<ImageConfig> {
+            Some(self.0.clone())
+        }
+    }
+
+    /// Plan `yaml` (one pod) against `img`: the pod's plan, or the
+    /// validation errors.
+    fn plan_yaml(yaml: &str, img: ImageConfig) -> Result<PodPlan, Vec<String>> {
+        let src = crate::load::decode("p.yaml", yaml.as_bytes().to_vec()).unwrap();
+        let (v, diags) = crate::pipeline::check(&[src]);
+        let errs: Vec<String> = diags
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.headline())
+            .collect();
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        let (mut plans, _) = plan(&v, &Target::new(252, "n"), &OneImage(img));
+        Ok(plans.remove(0))
+    }
+
+    const NON_ROOT_POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  securityContext: {runAsNonRoot: true}\n  containers:\n  - {name: c, image: i, command: [sleep, '1']}\n";
+
+    fn image_user(user: &str, ids: Result<&str, &str>) -> ImageConfig {
+        ImageConfig {
+            user: Some(user.into()),
+            user_ids: Some(ids.map(str::to_string).map_err(str::to_string)),
+            ..Default::default()
+        }
+    }
+
+    fn config_error(p: &PodPlan) -> Option<String> {
+        p.units
+            .iter()
+            .find(|u| u.name.ends_with("_c.service"))
+            .and_then(|u| u.ctx["config_error"].as_str().map(str::to_string))
+    }
+
+    #[test]
+    fn run_as_non_root_compares_the_image_uid_as_a_number() {
+        for user in ["0", "00", "+0", "000:0", "0:1000"] {
+            let p = plan_yaml(NON_ROOT_POD, image_user(user, Ok(user))).unwrap();
+            let why = config_error(&p).unwrap_or_else(|| panic!("User {user:?} not refused"));
+            assert!(why.contains("image will run as root"), "{user}: {why}");
+            assert!(p.errors.is_empty(), "{:?}", p.errors);
+        }
+        // A name, whether it maps to 0 or cannot be resolved at all, is what
+        // the kubelet cannot verify: CreateContainerConfigError, not a build error.
+        for (user, ids) in [
+            ("toor", Ok("0:0")),
+            (
+                "ghost",
+                Err("user \"ghost\" is not in the image's /etc/passwd"),
+            ),
+        ] {
+            let p = plan_yaml(NON_ROOT_POD, image_user(user, ids)).unwrap();
+            let why = config_error(&p).unwrap_or_else(|| panic!("User {user:?} not refused"));
+            assert!(
+                why.contains(&format!("image has non-numeric user ({user})")),
+                "{why}"
+            );
+            assert!(p.errors.is_empty(), "{:?}", p.errors);
+        }
+        let p = plan_yaml(NON_ROOT_POD, image_user("0010", Ok("0010"))).unwrap();
+        assert_eq!(config_error(&p), None);
+        let argv = p
+            .units
+            .iter()
+            .find(|u| u.name.ends_with("_c.service"))
+            .unwrap()
+            .ctx["exec_start"]
+            .to_string();
+        assert!(argv.contains("\"--user\",\"10:0\""), "{argv}");
+    }
+
+    #[test]
+    fn image_env_names_systemd_cannot_carry_or_sets_itself_are_dropped() {
+        let img = ImageConfig {
+            env: [
+                ("MAINPID", "1"),
+                ("NOTIFY_SOCKET", "/x"),
+                ("LD_PRELOAD", "/evil.so"),
+                ("WATCHDOG_USEC", "1"),
+                ("BAD-NAME", "x"),
+                ("PATH", "/evil"),
+                ("GOOD", "y"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            ..Default::default()
+        };
+        let p = plan_yaml(
+            NON_ROOT_POD
+                .replace("  securityContext: {runAsNonRoot: true}\n", "")
+                .as_str(),
+            img,
+        )
+        .unwrap();
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        let env = p
+            .units
+            .iter()
+            .find(|u| u.name.ends_with("_c.service"))
+            .unwrap()
+            .ctx["env"]
+            .to_string();
+        assert_eq!(env, r#"[["PATH","/evil"],["GOOD","y"]]"#);
+        for k in [
+            "MAINPID",
+            "NOTIFY_SOCKET",
+            "LD_PRELOAD",
+            "WATCHDOG_USEC",
+            "BAD-NAME",
+        ] {
+            assert!(
+                p.notes.iter().any(|n| n
+                    .message
+                    .contains(&format!("environment variable \"{k}\", which podc drops"))),
+                "{k}: {:?}",
+                p.notes
+            );
+        }
+    }
+
+    #[test]
+    fn manifest_env_may_not_set_what_systemd_sets() {
+        for name in [
+            "MAINPID",
+            "NOTIFY_SOCKET",
+            "LD_PRELOAD",
+            "MONITOR_UNIT",
+            "TRIGGER_PATH",
+        ] {
+            let y = format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n  - name: c\n    image: i\n    command: [sleep, '1']\n    env: [{{name: {name}, value: '1'}}]\n");
+            let errs = plan_yaml(&y, ImageConfig::default()).unwrap_err();
+            assert!(
+                errs.iter().any(|e| e.contains("p.yaml:9:")
+                    && e.contains("spec.containers[0].env[0].name")
+                    && e.contains("is reserved")),
+                "{name}: {errs:?}"
+            );
+        }
     }
 
     fn spec(v: serde_json::Value) -> PodSpec {

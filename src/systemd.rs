@@ -387,6 +387,45 @@ impl Systemd {
         Ok(reply.body().deserialize()?)
     }
 
+    /// One property of a unit object.
+    fn property(&self, path: &str, interface: &str, name: &str) -> Result<OwnedValue> {
+        let reply = self.conn.call_method(
+            Some(DEST),
+            path,
+            Some(PROPERTIES),
+            "Get",
+            &(interface, name),
+        )?;
+        Ok(reply.body().deserialize()?)
+    }
+
+    /// A service's first `ExecStart=` command as systemd holds it: the
+    /// program's path and its argv (as written, before `$VAR` expansion).
+    pub fn exec_start(&self, path: &str) -> Result<Option<(String, Vec<String>)>> {
+        let v = self.property(path, SERVICE, "ExecStart")?;
+        let cmds = Vec::<ExecTuple>::try_from(v)?;
+        Ok(cmds.into_iter().next().map(|c| (c.0, c.1)))
+    }
+
+    /// A service's `NoNewPrivileges=`.
+    pub fn no_new_privileges(&self, path: &str) -> Result<bool> {
+        Ok(bool::try_from(self.property(
+            path,
+            SERVICE,
+            "NoNewPrivileges",
+        )?)?)
+    }
+
+    /// A service's `ControlGroup` (`/pod.slice/x.service`, relative to
+    /// each cgroup hierarchy's root); empty when it has none.
+    pub fn control_group(&self, path: &str) -> Result<String> {
+        Ok(String::try_from(self.property(
+            path,
+            SERVICE,
+            "ControlGroup",
+        )?)?)
+    }
+
     /// Read a unit's state (one `GetAll` per interface).
     pub fn unit_state(&self, path: &str) -> Result<UnitState> {
         let u = self.get_all(path, UNIT)?;

@@ -1203,6 +1203,11 @@ fn check_container(
                 &format!("{ep}/name"),
                 format!("\"{}\" is a valid Kubernetes name, but podc passes the environment through systemd, which accepts only letters, digits and '_', not starting with a digit", e.name),
             );
+        } else if crate::escape::reserved_env_name(&e.name) {
+            r.err(
+                &format!("{ep}/name"),
+                format!("\"{}\" is reserved: systemd sets it for the container's unit (or it steers the host-side helpers that start the container: MAINPID, NOTIFY_SOCKET, LD_*, ...); choose another name", e.name),
+            );
         }
         let Some(from) = &e.value_from else { continue };
         if e.value.as_deref().is_some_and(|v| !v.is_empty()) {
@@ -1314,7 +1319,9 @@ fn check_container(
             Some(keys) => {
                 for (k, v) in keys {
                     let full = format!("{}{k}", e.prefix.as_deref().unwrap_or(""));
-                    if !envfrom_name_ok(&full) {
+                    if crate::escape::reserved_env_name(&full) {
+                        r.warn(&format!("{ep}/{field}/name"), format!("key \"{k}\" of {what} \"{}\" makes {full:?}, which systemd sets for the container's unit (or which steers its host-side helpers), and is skipped", nr.name));
+                    } else if !envfrom_name_ok(&full) {
                         // Kubernetes skips invalid keys with an event; say so.
                         r.warn(&format!("{ep}/{field}/name"), format!("key \"{k}\" of {what} \"{}\" does not make an environment variable name systemd accepts (letters, digits, '_') and is skipped", nr.name));
                     } else if let Some(m) = env_value_problem(&v) {
@@ -1420,10 +1427,13 @@ fn env_value_problem(v: &[u8]) -> Option<&'static str> {
 }
 
 /// Whether an `envFrom` key (with its prefix) becomes a variable: valid
-/// for Kubernetes and for systemd. Others are skipped, as Kubernetes skips
-/// invalid keys.
+/// for Kubernetes and for systemd, and not reserved
+/// ([`crate::escape::reserved_env_name`]). Others are skipped, as
+/// Kubernetes skips invalid keys.
 pub fn envfrom_name_ok(name: &str) -> bool {
-    names::env_var_name(name).is_ok() && crate::escape::systemd_env_name_ok(name)
+    names::env_var_name(name).is_ok()
+        && crate::escape::systemd_env_name_ok(name)
+        && !crate::escape::reserved_env_name(name)
 }
 
 /// Kubernetes' `IsValidPortName` (IANA_SVC_NAME): at most 15 characters,
