@@ -519,7 +519,7 @@ impl Store {
         txn.put_blob_bytes(&cdata, Some(&cd))?;
         for (l, diff) in m.layers.iter().zip(&c.rootfs.diff_ids) {
             let (ld, diff) = (l.digest()?, Digest::parse(diff)?);
-            if txn.has_blob(&ld) && txn.has_layer(&diff) {
+            if txn.layer_verified(&ld, &diff) {
                 txn.put_layer(&mut std::io::empty(), Some(&ld), Some(l.size), Some(&diff))?;
                 continue;
             }

@@ -7,6 +7,7 @@
 //!   blobs/sha256/<hex>         manifests, configs, layer blobs, verified on arrival
 //!   layers/<diffid-hex>/diff/  one unpacked layer, an overlayfs lower dir (read-only)
 //!   layers/<diffid-hex>/meta.json
+//!   diffids/<blob-hex>         the diffID this layer blob was verified to unpack to
 //!   users/<holder>.json        images a pod uses (kept by rm/prune)
 //!   tmp/                       staging; emptied by every writer before it starts
 //!   lock                       flock: exclusive for writers, shared for readers
@@ -227,6 +228,9 @@ impl Store {
             fs::create_dir_all(dir.join(d))
                 .with_context(|| format!("creating image store at {}", dir.display()))?;
         }
+        // newer than the first stores: a reader without write access to an
+        // older store does without them (writers make sure they exist)
+        let _ = fs::create_dir_all(dir.join("diffids"));
         let store = Store {
             dir,
             state_root: state_root.to_path_buf(),
@@ -271,6 +275,11 @@ impl Store {
     /// Whether the unpacked layer with this diffID is present.
     pub fn has_layer(&self, diff_id: &Digest) -> bool {
         self.layer_dir(diff_id).join("meta.json").is_file()
+    }
+
+    /// Where the diffID that blob `d` was verified to unpack to is recorded.
+    fn diffid_record(&self, d: &Digest) -> PathBuf {
+        self.dir.join("diffids").join(d.hex())
     }
 
     fn lock(&self, exclusive: bool) -> Result<StoreLock> {
@@ -344,6 +353,8 @@ impl Store {
             TMP_SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         fs::create_dir(&tmp)?;
+        // added after the first stores: made by writers, readers need neither
+        fs::create_dir_all(self.dir.join("diffids"))?;
         let txn = WriteTxn {
             store: self,
             _lock: lock,
@@ -773,8 +784,11 @@ impl WriteTxn<'_> {
     ) -> Result<StoredLayer> {
         let have_blob = digest.is_some_and(|d| self.has_blob(d));
         let have_layer = diff_id.is_some_and(|d| self.has_layer(d));
-        if have_blob && have_layer {
-            let d = digest.unwrap().clone();
+        let reusable = digest
+            .zip(diff_id)
+            .filter(|(d, diff)| self.layer_verified(d, diff));
+        if let Some((d, diff)) = reusable {
+            let d = d.clone();
             let head = {
                 let mut h = [0u8; 4];
                 let n =
@@ -783,7 +797,7 @@ impl WriteTxn<'_> {
             };
             return Ok(StoredLayer {
                 size: size.unwrap_or(0),
-                diff_id: diff_id.unwrap().clone(),
+                diff_id: diff.clone(),
                 compression: Compression::sniff(&head),
                 digest: d,
             });
@@ -870,12 +884,35 @@ impl WriteTxn<'_> {
                 .borrow_mut()
                 .insert(self.store.blob_path(&got), blob_tmp);
         }
+        self.record_diff_id(&got, &unpacked_diff)?;
         Ok(StoredLayer {
             digest: got,
             size: n,
             diff_id: unpacked_diff,
             compression,
         })
+    }
+
+    /// Whether blob `d` and layer `diff_id` are stored (or staged) and `d`
+    /// was verified to unpack to exactly that layer. Holding a blob and a
+    /// layer is not enough to reuse them together: an image could pair its
+    /// own blob with the diffID of another image's private layer.
+    pub fn layer_verified(&self, d: &Digest, diff_id: &Digest) -> bool {
+        let record = self.pending_or_final(&self.store.diffid_record(d));
+        self.has_blob(d)
+            && self.has_layer(diff_id)
+            && fs::read_to_string(record).is_ok_and(|s| s == diff_id.as_str())
+    }
+
+    /// Stages the record that blob `d` unpacks to `diff_id` (both hashed
+    /// from the same stream just now).
+    fn record_diff_id(&self, d: &Digest, diff_id: &Digest) -> Result<()> {
+        let t = self.tmp_path("diffid");
+        fs::write(&t, diff_id.as_str())?;
+        self.pending
+            .borrow_mut()
+            .insert(self.store.diffid_record(d), t);
+        Ok(())
     }
 
     fn pending_or_final(&self, final_path: &Path) -> PathBuf {
@@ -974,11 +1011,23 @@ impl WriteTxn<'_> {
     /// Moves every staged blob and layer into place.
     pub fn commit(&self) -> Result<()> {
         let mut pending = self.pending.borrow_mut();
-        // layers first, blobs after: a visible blob never lacks its layer
+        // layers first, blobs after: a visible blob never lacks its layer;
+        // the blob → diffID records last, once both exist
         let mut items: Vec<(PathBuf, PathBuf)> = pending.drain().collect();
-        items.sort_by_key(|(f, _)| !f.starts_with(self.store.dir.join("layers")));
+        let records = self.store.dir.join("diffids");
+        items.sort_by_key(|(f, _)| {
+            match (
+                f.starts_with(self.store.dir.join("layers")),
+                f.starts_with(&records),
+            ) {
+                (true, _) => 0,
+                (_, false) => 1,
+                (_, true) => 2,
+            }
+        });
         for (final_path, staged) in items {
-            if final_path.exists() {
+            // a record is replaced: the blob was verified again just now
+            if final_path.exists() && !final_path.starts_with(&records) {
                 continue;
             }
             fs::rename(&staged, &final_path).with_context(|| {
@@ -1005,6 +1054,12 @@ impl WriteTxn<'_> {
             blobs.insert(dg.hex().to_string());
         }
         for e in fs::read_dir(self.store.dir.join("blobs/sha256"))? {
+            let e = e?;
+            if !blobs.contains(e.file_name().to_string_lossy().as_ref()) {
+                fs::remove_file(e.path())?;
+            }
+        }
+        for e in fs::read_dir(self.store.dir.join("diffids"))? {
             let e = e?;
             if !blobs.contains(e.file_name().to_string_lossy().as_ref()) {
                 fs::remove_file(e.path())?;
