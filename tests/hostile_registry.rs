@@ -11,7 +11,10 @@ use podc::image::Digest;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// One request as the test registry saw it.
 #[derive(Clone, Debug)]
@@ -92,6 +95,168 @@ fn small_image(content: &[u8]) -> TestImage {
 
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The largest regular file below `dir`.
+fn largest_file(dir: &Path) -> u64 {
+    tree(dir)
+        .iter()
+        .filter_map(|p| std::fs::symlink_metadata(dir.join(p)).ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Item 1: A manifest declares a 1 KiB layer and the registry streams 64 MiB
+/// (no Content-Length, then with a lying one): the pull stops at the
+/// declared size with an error saying so, the registry could not push
+/// more than socket buffers beyond it, and the store never holds more than
+/// the declared bytes of it.
+#[test]
+fn oversized_blob_stops_at_the_declared_size() {
+    const DECLARED: usize = 1024;
+    const SENT: u64 = 64 << 20;
+    let t = tempfile::tempdir().unwrap();
+    let mut img = small_image(b"small");
+    // the descriptor of the layer declares 1 KiB of a blob that is bigger:
+    // a valid tar of one big file, which an unpacker would happily take
+    let mut h = tar::Header::new_gnu();
+    h.set_path("big").unwrap();
+    h.set_size(SENT - 512);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    let mut big = h.as_bytes().to_vec();
+    big.extend(noise(SENT as usize - 512, 7));
+    img.layers[0].digest = Digest::of_bytes(&big[..DECLARED]);
+    let img = TestImage::new(img.layers, busybox_config());
+    let mut manifest: serde_json::Value = serde_json::from_slice(&img.manifest).unwrap();
+    manifest["layers"][0]["size"] = DECLARED.into();
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    let mut files = image_paths(&img, "big/blob", "1");
+    files.insert("/v2/big/blob/manifests/1".into(), manifest);
+    let layer_path = format!("/v2/big/blob/blobs/{}", img.layers[0].digest);
+    let sent = Arc::new(AtomicU64::new(0));
+    let sent2 = sent.clone();
+    let with_length = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let with_length2 = with_length.clone();
+    let port = serve(move |req, conn| {
+        if req.path != layer_path {
+            return serve_file(&files, req, conn);
+        }
+        let length = if with_length2.load(Ordering::SeqCst) {
+            format!("Content-Length: {SENT}\r\n")
+        } else {
+            String::new()
+        };
+        let head = format!("HTTP/1.1 200 OK\r\n{length}Connection: close\r\n\r\n");
+        let _ = conn.write_all(head.as_bytes());
+        for chunk in big.chunks(64 << 10) {
+            if conn.write_all(chunk).is_err() {
+                break;
+            }
+            sent2.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+        }
+    });
+    for length in [false, true] {
+        with_length.store(length, Ordering::SeqCst);
+        sent.store(0, Ordering::SeqCst);
+        let root = t.path().join(format!("root-{length}"));
+        let reference = format!("127.0.0.1:{port}/big/blob:1");
+        let o = run_err(podc(&root).args(["image", "pull", "--insecure", &reference]));
+        let e = stderr(&o);
+        assert!(
+            e.contains("sent more than the 1024 bytes the manifest declares"),
+            "{e}"
+        );
+        // give the server a moment to notice the closed connection
+        std::thread::sleep(Duration::from_millis(300));
+        let n = sent.load(Ordering::SeqCst);
+        assert!(
+            n < 64 << 20,
+            "the registry pushed {n} bytes (length {length})"
+        );
+        assert!(
+            largest_file(&root.join("images")) <= DECLARED as u64 + 1,
+            "{}",
+            largest_file(&root.join("images"))
+        );
+        assert!(names_in_ls(&root).is_empty());
+    }
+}
+
+/// Writes `<root>/registries.json`.
+fn registries(root: &Path, json: &str) {
+    std::fs::create_dir_all(root).unwrap();
+    std::fs::write(root.join("registries.json"), json).unwrap();
+}
+
+/// Item 2: A registry that drips one byte of a layer every 200 ms: the pull
+/// fails within the configured bound (2 s + 1 s per KiB of the ~0.6 KiB
+/// blob here) with an
+/// error naming the timeout settings, and `podc image ls` answers at once
+/// while the pull waits (the store lock is not held while downloading).
+#[test]
+fn slow_registry_times_out_and_blocks_no_one() {
+    let t = tempfile::tempdir().unwrap();
+    let img = small_image(&noise(512, 3));
+    let files = image_paths(&img, "slow/loris", "1");
+    let layer_path = format!("/v2/slow/loris/blobs/{}", img.layers[0].digest);
+    let blob = img.layers[0].blob.clone();
+    let port = serve(move |req, conn| {
+        if req.path != layer_path {
+            return serve_file(&files, req, conn);
+        }
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            blob.len()
+        );
+        let _ = conn.write_all(head.as_bytes());
+        // bounded, so that a podc without timeouts still ends (in ~60 s)
+        for b in blob.iter().take(300) {
+            std::thread::sleep(Duration::from_millis(200));
+            if conn.write_all(&[*b]).is_err() {
+                break;
+            }
+        }
+    });
+    let root = t.path().join("root");
+    registries(
+        &root,
+        r#"{"timeouts": {"requestSeconds": 2, "minBytesPerSecond": 1024, "idleSeconds": 5}}"#,
+    );
+    // a first image, so that `ls` has something to list
+    let ok = small_image(b"listed");
+    let ok_files = image_paths(&ok, "fine/one", "1");
+    let ok_port = serve(move |req, conn| serve_file(&ok_files, req, conn));
+    let fine = format!("127.0.0.1:{ok_port}/fine/one:1");
+    run_ok(podc(&root).args(["image", "pull", "--insecure", &fine]));
+    let reference = format!("127.0.0.1:{port}/slow/loris:1");
+    let start = Instant::now();
+    let mut pull = podc(&root)
+        .args(["image", "pull", "--insecure", &reference])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let ls_start = Instant::now();
+    let names = names_in_ls(&root);
+    let ls_took = ls_start.elapsed();
+    assert!(ls_took < Duration::from_secs(3), "ls waited {ls_took:?}");
+    assert!(pull.try_wait().unwrap().is_none(), "the pull ended early");
+    assert!(names.contains_key(&fine), "{names:?}");
+    let o = pull.wait_with_output().unwrap();
+    let took = start.elapsed();
+    let e = stderr(&o);
+    assert!(!o.status.success());
+    assert!(e.contains("too slow") && e.contains("timeouts"), "{e}");
+    // the bound is 2 s for this blob; podc starts and pulls the rest in less
+    assert!(took < Duration::from_secs(8), "the pull took {took:?}");
+    assert_eq!(names_in_ls(&root).len(), 1);
 }
 
 /// Item 4: A hostile image pairs its own layer blob with the diffID of a

@@ -3,20 +3,31 @@
 //!
 //! https is the default; a registry the user marks insecure (`--insecure`
 //! or listed in `<root>/registries.json` as `{"insecure": ["host:port"]}`)
-//! is spoken to over plain http. Blobs stream from the socket through the
-//! hash, the blob file and the unpacker; nothing becomes visible in the
-//! store unless the whole pull succeeds.
+//! is spoken to over plain http. A registry is not trusted (see
+//! docs/images.md, "What a hostile registry cannot do"):
+//!
+//! - a blob is read up to the size its descriptor declares and no further,
+//!   into a download file outside the store lock, and its digest is checked
+//!   before anything unpacks it;
+//! - every request has a connect, an idle (per read) and a total deadline
+//!   derived from the size it transfers (`timeouts` in registries.json);
+//! - the store lock is taken only to commit what was downloaded.
+//!
+//! Nothing becomes visible in the store unless the whole pull succeeds.
 
 use super::import::pick_platform;
+use super::limits::Limits;
 use super::reference::{Digest, Reference};
 use super::store::{
-    ConfigFile, Image, Index, Manifest, Store, MAX_JSON, MT_DOCKER_LIST, MT_DOCKER_MANIFEST,
-    MT_OCI_INDEX, MT_OCI_MANIFEST,
+    ConfigFile, DownloadSlot, Image, Index, Manifest, Store, MAX_JSON, MT_DOCKER_LIST,
+    MT_DOCKER_MANIFEST, MT_OCI_INDEX, MT_OCI_MANIFEST,
 };
+use super::unpack::HashingReader;
 use super::ImageError;
 use anyhow::{anyhow, bail, Context, Result};
 use std::cell::RefCell;
-use std::io::Read;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -30,17 +41,54 @@ pub struct PullOptions {
 }
 
 /// `<root>/registries.json`:
-/// `{"insecure": ["host:port"], "endpoints": {"docker.io": "mirror:5000"}}`.
+/// `{"insecure": ["host:port"], "endpoints": {"docker.io": "mirror:5000"},
+///   "timeouts": {…}}`.
 /// `insecure` registries are spoken to over plain http; `endpoints` sends
 /// the requests for a registry name to another host (a mirror), so short
-/// names like `busybox` can be served locally.
+/// names like `busybox` can be served locally; `timeouts` bounds how long
+/// a registry may take.
 #[derive(serde::Deserialize, Default, Debug)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RegistriesConf {
     #[serde(default)]
     pub insecure: Vec<String>,
     #[serde(default)]
     pub endpoints: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+/// How long a registry may take (`timeouts` in registries.json). A request
+/// transferring up to `n` bytes must finish within
+/// `requestSeconds + n / minBytesPerSecond`, and no read may wait more
+/// than `idleSeconds` for data: a registry that drips one byte at a time
+/// cannot keep a pull alive for ever.
+#[derive(serde::Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Timeouts {
+    pub connect_seconds: u64,
+    pub idle_seconds: u64,
+    pub request_seconds: u64,
+    pub min_bytes_per_second: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            connect_seconds: 15,
+            idle_seconds: 60,
+            request_seconds: 120,
+            min_bytes_per_second: 64 << 10,
+        }
+    }
+}
+
+impl Timeouts {
+    /// The total time a request transferring up to `bytes` may take.
+    fn deadline(&self, bytes: u64) -> Duration {
+        let rate = self.min_bytes_per_second.max(1);
+        Duration::from_secs(self.request_seconds.saturating_add(bytes / rate))
+    }
 }
 
 impl RegistriesConf {
@@ -49,7 +97,7 @@ impl RegistriesConf {
         match std::fs::read(&p) {
             Ok(b) => serde_json::from_slice(&b).with_context(|| {
                 format!(
-                    "{} must look like {{\"insecure\": [\"host:port\"], \"endpoints\": {{\"docker.io\": \"host:port\"}}}}",
+                    "{} must look like {{\"insecure\": [\"host:port\"], \"endpoints\": {{\"docker.io\": \"host:port\"}}, \"timeouts\": {{\"connectSeconds\": 15, \"idleSeconds\": 60, \"requestSeconds\": 120, \"minBytesPerSecond\": 65536}}}}",
                     p.display()
                 )
             }),
@@ -217,6 +265,7 @@ struct Client {
     r: Reference,
     creds: Option<(String, String)>,
     auth: RefCell<Option<String>>,
+    timeouts: Timeouts,
 }
 
 type Resp = ureq::http::Response<ureq::Body>;
@@ -250,12 +299,26 @@ fn registry_errors(resp: Resp) -> String {
         .to_string()
 }
 
+/// Whether a body read failed on one of the configured timeouts.
+fn is_timeout(e: &std::io::Error) -> bool {
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<ureq::Error>());
+    e.kind() == std::io::ErrorKind::TimedOut || matches!(inner, Some(ureq::Error::Timeout(_)))
+}
+
 impl Client {
-    fn new(r: &Reference, host: &str, insecure: bool, creds: Option<(String, String)>) -> Client {
+    fn new(
+        r: &Reference,
+        host: &str,
+        insecure: bool,
+        creds: Option<(String, String)>,
+        conf: &RegistriesConf,
+    ) -> Client {
+        let t = &conf.timeouts;
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(15)))
-            .timeout_recv_response(Some(Duration::from_secs(120)))
+            .timeout_connect(Some(Duration::from_secs(t.connect_seconds)))
+            .timeout_per_read(Some(Duration::from_secs(t.idle_seconds)))
+            .timeout_recv_response(Some(Duration::from_secs(t.request_seconds)))
             .user_agent("podc")
             .build()
             .into();
@@ -267,28 +330,85 @@ impl Client {
             r: r.clone(),
             creds,
             auth: RefCell::new(None),
+            timeouts: t.clone(),
         }
     }
 
-    fn send(&self, url: &str, accept: Option<&str>) -> Result<Resp> {
-        let mut req = self.agent.get(url);
+    fn err(&self, msg: String) -> anyhow::Error {
+        ImageError::pull(&self.r, msg).into()
+    }
+
+    /// The error for a failed request or body read, saying where the
+    /// bounds are configured when a timeout hit.
+    fn io_err(&self, what: &str, e: impl std::fmt::Display, timed_out: bool) -> anyhow::Error {
+        let hint = if timed_out {
+            " (the registry was too slow: see \"timeouts\" in registries.json)"
+        } else {
+            ""
+        };
+        self.err(format!("{what} from registry {}: {e}{hint}", self.host))
+    }
+
+    /// GET `url`, which must be done within the deadline for `bytes`.
+    fn send(&self, url: &str, accept: Option<&str>, bytes: u64) -> Result<Resp> {
+        let mut req = self
+            .agent
+            .get(url)
+            .config()
+            .timeout_global(Some(self.timeouts.deadline(bytes)))
+            .build();
         if let Some(a) = accept {
             req = req.header("Accept", a);
         }
         if let Some(a) = self.auth.borrow().as_ref() {
             req = req.header("Authorization", a);
         }
-        req.call().map_err(|e| {
-            anyhow::Error::new(ImageError::pull(
-                &self.r,
-                format!("registry {} is unreachable: {e}", self.host),
-            ))
+        req.call().map_err(|e| match e {
+            ureq::Error::Timeout(_) => self.io_err("no answer in time", e, true),
+            _ => self.err(format!("registry {} is unreachable: {e}", self.host)),
         })
     }
 
+    /// Asks the token service `realm` for a bearer token.
+    fn fetch_token(&self, realm: &str, query: &str) -> Result<String> {
+        let sep = if realm.contains('?') { "&" } else { "?" };
+        let mut req = self
+            .agent
+            .get(&format!("{realm}{sep}{query}"))
+            .config()
+            .timeout_global(Some(self.timeouts.deadline(1 << 20)))
+            .build();
+        if let Some((u, p)) = &self.creds {
+            let basic = format!("Basic {}", b64encode(format!("{u}:{p}").as_bytes()));
+            req = req.header("Authorization", basic);
+        }
+        let tresp = req
+            .call()
+            .map_err(|e| self.err(format!("token service {realm} is unreachable: {e}")))?;
+        if tresp.status().as_u16() != 200 {
+            let st = tresp.status().as_u16();
+            return Err(self.err(format!(
+                "unauthorized: the token service answered HTTP {st}: {}",
+                registry_errors(tresp)
+            )));
+        }
+        let body = tresp
+            .into_body()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_vec()?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).context("token service answer is not JSON")?;
+        v.get("token")
+            .or_else(|| v.get("access_token"))
+            .and_then(|t| t.as_str())
+            .map(|t| format!("Bearer {t}"))
+            .ok_or_else(|| anyhow!("token service answer has no token"))
+    }
+
     /// GET with one round of authentication when the registry asks for it.
-    fn get(&self, url: &str, accept: Option<&str>) -> Result<Resp> {
-        let resp = self.send(url, accept)?;
+    fn get(&self, url: &str, accept: Option<&str>, bytes: u64) -> Result<Resp> {
+        let resp = self.send(url, accept, bytes)?;
         if resp.status().as_u16() != 401 {
             return Ok(resp);
         }
@@ -300,87 +420,38 @@ impl Client {
             .to_string();
         let (scheme, params) = parse_challenge(&challenge);
         let param = |k: &str| params.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone());
-        let basic = self
-            .creds
-            .as_ref()
-            .map(|(u, p)| format!("Basic {}", b64encode(format!("{u}:{p}").as_bytes())));
-        match scheme.as_str() {
-            "bearer" => {
+        let auth = match (scheme.as_str(), &self.creds) {
+            ("bearer", _) => {
                 let realm = param("realm")
                     .ok_or_else(|| anyhow!("registry asked for a bearer token without a realm"))?;
                 let mut q = Vec::new();
                 if let Some(s) = param("service") {
                     q.push(format!("service={}", pct(&s)));
                 }
-                q.push(format!(
-                    "scope={}",
-                    pct(&param("scope").unwrap_or(format!("repository:{}:pull", self.r.repository)))
-                ));
-                let token_url = format!(
-                    "{realm}{}{}",
-                    if realm.contains('?') { "&" } else { "?" },
-                    q.join("&")
-                );
-                let mut req = self.agent.get(&token_url);
-                if let Some(b) = &basic {
-                    req = req.header("Authorization", b);
-                }
-                let tresp = req.call().map_err(|e| {
-                    anyhow::Error::new(ImageError::pull(
-                        &self.r,
-                        format!("token service {realm} is unreachable: {e}"),
-                    ))
-                })?;
-                if tresp.status().as_u16() != 200 {
-                    let st = tresp.status().as_u16();
-                    return Err(ImageError::pull(
-                        &self.r,
-                        format!(
-                            "unauthorized: the token service answered HTTP {st}: {}",
-                            registry_errors(tresp)
-                        ),
-                    )
-                    .into());
-                }
-                let v: serde_json::Value = serde_json::from_slice(
-                    &tresp
-                        .into_body()
-                        .with_config()
-                        .limit(1 << 20)
-                        .read_to_vec()?,
-                )
-                .context("token service answer is not JSON")?;
-                let tok = v
-                    .get("token")
-                    .or_else(|| v.get("access_token"))
-                    .and_then(|t| t.as_str())
-                    .ok_or_else(|| anyhow!("token service answer has no token"))?;
-                *self.auth.borrow_mut() = Some(format!("Bearer {tok}"));
+                let scope =
+                    param("scope").unwrap_or(format!("repository:{}:pull", self.r.repository));
+                q.push(format!("scope={}", pct(&scope)));
+                self.fetch_token(&realm, &q.join("&"))?
             }
-            "basic" if basic.is_some() => *self.auth.borrow_mut() = basic,
+            ("basic", Some((u, p))) => {
+                format!("Basic {}", b64encode(format!("{u}:{p}").as_bytes()))
+            }
             _ => {
-                return Err(ImageError::pull(
-                    &self.r,
-                    format!(
-                        "unauthorized: registry {} requires authentication{}",
-                        self.host,
-                        if self.creds.is_none() {
-                            " and no credentials for it were found in the auth files"
-                        } else {
-                            ""
-                        }
-                    ),
-                )
-                .into())
+                return Err(self.err(format!(
+                    "unauthorized: registry {} requires authentication{}",
+                    self.host,
+                    if self.creds.is_none() {
+                        " and no credentials for it were found in the auth files"
+                    } else {
+                        ""
+                    }
+                )))
             }
-        }
-        let resp = self.send(url, accept)?;
+        };
+        *self.auth.borrow_mut() = Some(auth);
+        let resp = self.send(url, accept, bytes)?;
         if resp.status().as_u16() == 401 {
-            return Err(ImageError::pull(
-                &self.r,
-                format!("unauthorized: {}", registry_errors(resp)),
-            )
-            .into());
+            return Err(self.err(format!("unauthorized: {}", registry_errors(resp))));
         }
         Ok(resp)
     }
@@ -402,7 +473,7 @@ impl Client {
                 self.host
             ),
         };
-        Err(ImageError::pull(&self.r, msg).into())
+        Err(self.err(msg))
     }
 
     fn manifest(&self, reference: &str) -> Result<(String, Vec<u8>)> {
@@ -416,6 +487,7 @@ impl Client {
         let resp = self.get(
             &format!("{}/manifests/{reference}", self.base),
             Some(&accept),
+            MAX_JSON,
         )?;
         let resp = self.check(resp, &format!("manifest {}:{reference}", self.r.repository))?;
         let ct = resp
@@ -429,13 +501,69 @@ impl Client {
             .with_config()
             .limit(MAX_JSON)
             .read_to_vec()
-            .context("reading manifest")?;
+            .map_err(|e| {
+                let t = matches!(e, ureq::Error::Timeout(_));
+                self.io_err("reading the manifest", e, t)
+            })?;
         Ok((ct, data))
     }
 
-    fn blob(&self, d: &Digest) -> Result<Resp> {
-        let resp = self.get(&format!("{}/blobs/{d}", self.base), None)?;
-        self.check(resp, &format!("blob {d}"))
+    /// Streams blob `d` into `out`, reading at most the `size` bytes its
+    /// descriptor declares (one more is the proof of a lie), then checks
+    /// its size and digest: only a verified blob is ever unpacked.
+    fn download(&self, d: &Digest, size: u64, out: &mut dyn Write) -> Result<()> {
+        let resp = self.get(&format!("{}/blobs/{d}", self.base), None, size)?;
+        let resp = self.check(resp, &format!("blob {d}"))?;
+        let too_long = || {
+            self.err(format!(
+                "registry {} sent more than the {size} bytes the manifest declares for blob {d}",
+                self.host
+            ))
+        };
+        let declared = resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > size) {
+            return Err(too_long());
+        }
+        let body = resp.into_body().into_reader().take(size.saturating_add(1));
+        let out = std::io::BufWriter::with_capacity(1 << 20, out);
+        let mut tee = HashingReader::new(body, Some(out));
+        tee.drain().map_err(|e| {
+            let t = is_timeout(&e);
+            self.io_err(&format!("reading blob {d}"), e, t)
+        })?;
+        let (got, n, out) = tee.finish();
+        if n > size {
+            return Err(too_long());
+        }
+        if let Some(mut out) = out {
+            out.flush()?;
+        }
+        if n < size {
+            return Err(self.err(format!(
+                "registry {} sent {n} of the {size} bytes of blob {d}",
+                self.host
+            )));
+        }
+        if got != *d {
+            return Err(self.err(format!(
+                "blob {d} from registry {} does not match its digest: its content hashes to {got}",
+                self.host
+            )));
+        }
+        Ok(())
+    }
+
+    /// A small JSON blob (the image config) of declared `size`, verified.
+    fn small_blob(&self, d: &Digest, size: u64) -> Result<Vec<u8>> {
+        if size > MAX_JSON {
+            return Err(self.err(format!("blob {d} declares {size} bytes, over {MAX_JSON}")));
+        }
+        let mut data = Vec::new();
+        self.download(d, size, &mut data)?;
+        Ok(data)
     }
 }
 
@@ -454,6 +582,10 @@ impl Store {
     /// Pulls `reference` from its registry into the store. On any failure the
     /// store is unchanged and the error (an [`ImageError`] with reason
     /// `ErrImagePull` for registry answers) names what the registry said.
+    ///
+    /// Layers are downloaded and verified without the store lock (other
+    /// podc commands go on meanwhile); the lock is taken to unpack and
+    /// commit them.
     pub fn pull(&self, reference: &str, opts: &PullOptions) -> Result<Image> {
         let r = Reference::parse(reference).map_err(|e| {
             anyhow::Error::new(ImageError {
@@ -465,46 +597,10 @@ impl Store {
         let host = conf.endpoints.get(&r.domain).unwrap_or(&r.domain).clone();
         let insecure = opts.insecure || conf.insecure.contains(&host);
         let creds = credentials(&host, opts.auth_file.as_deref())?;
-        let client = Client::new(&r, &host, insecure, creds);
-        let want = r
-            .digest
-            .as_ref()
-            .map(|d| d.to_string())
-            .or_else(|| r.tag.clone())
-            .unwrap_or_else(|| "latest".into());
-        let (mut ct, mut data) = client.manifest(&want)?;
-        if let Some(d) = &r.digest {
-            let got = Digest::of_bytes(&data);
-            if got != *d {
-                bail!("registry {host} sent a manifest hashing to {got} for {d}");
-            }
-        }
-        let mut mt = media_type_of(&ct, &data);
-        if mt == MT_OCI_INDEX || mt == MT_DOCKER_LIST {
-            let index: Index =
-                serde_json::from_slice(&data).context("the registry's image index is not valid")?;
-            let desc = pick_platform(&index.manifests, &format!("image {}", r.familiar()))?;
-            let d = desc.digest()?;
-            (ct, data) = client.manifest(d.as_str())?;
-            let got = Digest::of_bytes(&data);
-            if got != d {
-                bail!("registry {host} sent a manifest hashing to {got} for {d}");
-            }
-            mt = media_type_of(&ct, &data);
-        }
-        if mt != MT_OCI_MANIFEST && mt != MT_DOCKER_MANIFEST {
-            bail!("{}: unsupported manifest type {mt:?}", r.familiar());
-        }
-        let m: Manifest =
-            serde_json::from_slice(&data).context("the registry's manifest is not valid")?;
+        let client = Client::new(&r, &host, insecure, creds, &conf);
+        let (data, m) = fetch_manifest(&client, &r)?;
         let cd = m.config.digest()?;
-        let cdata = client
-            .blob(&cd)?
-            .into_body()
-            .with_config()
-            .limit(MAX_JSON)
-            .read_to_vec()
-            .context("reading config")?;
+        let cdata = client.small_blob(&cd, m.config.size)?;
         let c: ConfigFile =
             serde_json::from_slice(&cdata).context("the image config is not valid")?;
         if c.rootfs.diff_ids.len() != m.layers.len() {
@@ -514,23 +610,22 @@ impl Store {
                 m.layers.len()
             );
         }
-        let txn = self.write()?;
-        txn.begin_image(m.layers.len())?;
-        txn.put_blob_bytes(&cdata, Some(&cd))?;
+        let mut layers = Vec::new();
         for (l, diff) in m.layers.iter().zip(&c.rootfs.diff_ids) {
-            let (ld, diff) = (l.digest()?, Digest::parse(diff)?);
-            if txn.layer_verified(&ld, &diff) {
-                txn.put_layer(&mut std::io::empty(), Some(&ld), Some(l.size), Some(&diff))?;
-                continue;
-            }
-            let mut body = client.blob(&ld)?.into_body().into_reader();
-            txn.put_layer(
-                &mut body as &mut dyn Read,
-                Some(&ld),
-                Some(l.size),
-                Some(&diff),
-            )
-            .with_context(|| format!("pulling layer {ld}"))?;
+            layers.push((l.digest()?, l.size, Digest::parse(diff)?));
+        }
+        let slots = self.download_layers(&client, &layers)?;
+        let txn = self.write()?;
+        txn.begin_image(layers.len())?;
+        txn.put_blob_bytes(&cdata, Some(&cd))?;
+        for (ld, size, diff) in &layers {
+            let mut body: Box<dyn Read> = match slots.get(ld).and_then(|s| s.as_ref()) {
+                Some(slot) => Box::new(slot.reader()?),
+                None if txn.layer_verified(ld, diff) => Box::new(std::io::empty()),
+                None => bail!("layer {ld} was removed from the store during the pull; pull again"),
+            };
+            txn.put_layer(&mut body, Some(ld), Some(*size), Some(diff))
+                .with_context(|| format!("pulling layer {ld}"))?;
         }
         let names: Vec<Reference> = if r.tag.is_some() && r.digest.is_none() {
             vec![r.clone()]
@@ -539,8 +634,90 @@ impl Store {
         };
         let digest = txn.add_image(&data, None, &names)?;
         drop(txn);
+        drop(slots);
         self.image(digest.as_str())
     }
+
+    /// Downloads the layers the store does not hold verified, each into its
+    /// download slot, outside the store lock. The slots are taken in digest
+    /// order (two pulls sharing layers cannot deadlock) and held until the
+    /// pull is committed: a second pull of a blob waits, then reuses it.
+    /// `None` marks a layer already in the store.
+    fn download_layers(
+        &self,
+        client: &Client,
+        layers: &[(Digest, u64, Digest)],
+    ) -> Result<BTreeMap<Digest, Option<DownloadSlot>>> {
+        let limits = Limits::load(self.state_root())?;
+        if layers.len() as u64 > limits.max_layers {
+            let what = format!("the image has {} layers", layers.len());
+            return Err(limits.exceeded("maxLayers", what).into());
+        }
+        let mut slots = BTreeMap::new();
+        for (ld, _, _) in layers {
+            slots.insert(ld.clone(), None);
+        }
+        for (ld, slot) in slots.iter_mut() {
+            *slot = Some(self.download_slot(ld)?);
+        }
+        for (ld, size, diff) in layers {
+            if *size > limits.max_layer_stream() {
+                let what = format!("layer {ld} declares {size} bytes");
+                return Err(limits.exceeded("maxLayerSize", what).into());
+            }
+            let verified = layers
+                .iter()
+                .filter(|(d, _, _)| d == ld)
+                .all(|(_, _, diff)| self.layer_verified(ld, diff));
+            let slot = slots.get_mut(ld).expect("every layer has a slot");
+            if verified {
+                *slot = None;
+            } else if let Some(s) = slot.as_ref().filter(|s| s.is_empty()) {
+                client
+                    .download(ld, *size, &mut s.file())
+                    .with_context(|| format!("pulling layer {ld} ({diff})"))?;
+            }
+        }
+        Ok(slots)
+    }
+}
+
+/// The manifest the reference names (resolving an index to the host's
+/// platform), checked against the digest it was asked by.
+fn fetch_manifest(client: &Client, r: &Reference) -> Result<(Vec<u8>, Manifest)> {
+    let host = &client.host;
+    let want = r
+        .digest
+        .as_ref()
+        .map(|d| d.to_string())
+        .or_else(|| r.tag.clone())
+        .unwrap_or_else(|| "latest".into());
+    let (mut ct, mut data) = client.manifest(&want)?;
+    if let Some(d) = &r.digest {
+        let got = Digest::of_bytes(&data);
+        if got != *d {
+            bail!("registry {host} sent a manifest hashing to {got} for {d}");
+        }
+    }
+    let mut mt = media_type_of(&ct, &data);
+    if mt == MT_OCI_INDEX || mt == MT_DOCKER_LIST {
+        let index: Index =
+            serde_json::from_slice(&data).context("the registry's image index is not valid")?;
+        let desc = pick_platform(&index.manifests, &format!("image {}", r.familiar()))?;
+        let d = desc.digest()?;
+        (ct, data) = client.manifest(d.as_str())?;
+        let got = Digest::of_bytes(&data);
+        if got != d {
+            bail!("registry {host} sent a manifest hashing to {got} for {d}");
+        }
+        mt = media_type_of(&ct, &data);
+    }
+    if mt != MT_OCI_MANIFEST && mt != MT_DOCKER_MANIFEST {
+        bail!("{}: unsupported manifest type {mt:?}", r.familiar());
+    }
+    let m: Manifest =
+        serde_json::from_slice(&data).context("the registry's manifest is not valid")?;
+    Ok((data, m))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //!   diffids/<blob-hex>         the diffID this layer blob was verified to unpack to
 //!   users/<holder>.json        images a pod uses (kept by rm/prune)
 //!   tmp/                       staging; emptied by every writer before it starts
+//!   downloads/<blob-hex>       a blob a pull is fetching, outside the store lock
 //!   lock                       flock: exclusive for writers, shared for readers
 //! ```
 //!
@@ -230,7 +231,9 @@ impl Store {
         }
         // newer than the first stores: a reader without write access to an
         // older store does without them (writers make sure they exist)
-        let _ = fs::create_dir_all(dir.join("diffids"));
+        for d in ["diffids", "downloads"] {
+            let _ = fs::create_dir_all(dir.join(d));
+        }
         let store = Store {
             dir,
             state_root: state_root.to_path_buf(),
@@ -280,6 +283,59 @@ impl Store {
     /// Where the diffID that blob `d` was verified to unpack to is recorded.
     fn diffid_record(&self, d: &Digest) -> PathBuf {
         self.dir.join("diffids").join(d.hex())
+    }
+
+    /// Whether blob `d` and layer `diff_id` are stored and `d` was verified
+    /// to unpack to exactly that layer. Holding a blob and a layer is not
+    /// enough to reuse them together: an image could pair its own blob with
+    /// the diffID of another image's private layer.
+    pub(crate) fn layer_verified(&self, d: &Digest, diff_id: &Digest) -> bool {
+        self.blob_path(d).is_file()
+            && self.has_layer(diff_id)
+            && fs::read_to_string(self.diffid_record(d)).is_ok_and(|s| s == diff_id.as_str())
+    }
+
+    /// Takes the download slot of blob `d` (`downloads/<hex>`, emptied):
+    /// an exclusive flock on the file itself, so a second pull of the same
+    /// blob waits for the first and then finds it in the store.
+    pub(crate) fn download_slot(&self, d: &Digest) -> Result<DownloadSlot> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = self.dir.join("downloads");
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(d.hex());
+        loop {
+            let file = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+                .map_err(|e| anyhow!("locking {}: {e}", path.display()))?;
+            // the holder we waited for removed the name: lock the new one
+            if same_file(&file, &path) {
+                file.set_len(0)?;
+                return Ok(DownloadSlot { file, path });
+            }
+        }
+    }
+
+    /// Removes downloads nobody holds (left by a killed pull).
+    fn clean_downloads(&self) {
+        let Ok(rd) = fs::read_dir(self.dir.join("downloads")) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(f) = File::open(&p) else { continue };
+            let free =
+                rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok();
+            if free && same_file(&f, &p) {
+                let _ = fs::remove_file(&p);
+            }
+        }
     }
 
     fn lock(&self, exclusive: bool) -> Result<StoreLock> {
@@ -354,7 +410,10 @@ impl Store {
         ));
         fs::create_dir(&tmp)?;
         // added after the first stores: made by writers, readers need neither
-        fs::create_dir_all(self.dir.join("diffids"))?;
+        for d in ["diffids", "downloads"] {
+            fs::create_dir_all(self.dir.join(d))?;
+        }
+        self.clean_downloads();
         let txn = WriteTxn {
             store: self,
             _lock: lock,
@@ -661,6 +720,48 @@ impl Store {
     }
 }
 
+/// Whether `path` still names the open `file`.
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// A blob file a pull downloads into outside the store lock; the name is
+/// removed when the pull is done with it (committed or failed).
+pub(crate) struct DownloadSlot {
+    file: File,
+    path: PathBuf,
+}
+
+impl DownloadSlot {
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Nothing downloaded into it yet.
+    pub fn is_empty(&self) -> bool {
+        self.file.metadata().map_or(true, |m| m.len() == 0)
+    }
+
+    /// The downloaded content, from its start.
+    pub fn reader(&self) -> Result<File> {
+        use std::io::Seek;
+        let mut f = self.file.try_clone()?;
+        f.rewind()?;
+        Ok(f)
+    }
+}
+
+impl Drop for DownloadSlot {
+    fn drop(&mut self) {
+        // still locked: nobody else uses the name before it is gone
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
 fn hash_file(p: &Path) -> Result<(Digest, u64)> {
     let f = File::open(p)?;
     let mut r = HashingReader::new(BufReader::with_capacity(1 << 20, f), None::<io::Sink>);
@@ -893,10 +994,7 @@ impl WriteTxn<'_> {
         })
     }
 
-    /// Whether blob `d` and layer `diff_id` are stored (or staged) and `d`
-    /// was verified to unpack to exactly that layer. Holding a blob and a
-    /// layer is not enough to reuse them together: an image could pair its
-    /// own blob with the diffID of another image's private layer.
+    /// [`Store::layer_verified`], counting what this transaction staged.
     pub fn layer_verified(&self, d: &Digest, diff_id: &Digest) -> bool {
         let record = self.pending_or_final(&self.store.diffid_record(d));
         self.has_blob(d)
