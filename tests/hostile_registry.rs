@@ -13,13 +13,14 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One request as the test registry saw it.
 #[derive(Clone, Debug)]
 struct Req {
     path: String,
+    auth: String,
 }
 
 /// Runs `handler` for every request to a fresh 127.0.0.1 port (one thread
@@ -39,13 +40,19 @@ fn serve(handler: impl Fn(&Req, &mut TcpStream) + Send + Sync + 'static) -> u16 
                     return;
                 }
                 let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let mut auth = String::new();
                 loop {
                     let mut h = String::new();
                     if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
                         break;
                     }
+                    if let Some((k, v)) = h.split_once(':') {
+                        if k.eq_ignore_ascii_case("authorization") {
+                            auth = v.trim().to_string();
+                        }
+                    }
                 }
-                handler(&Req { path }, &mut conn);
+                handler(&Req { path, auth }, &mut conn);
             });
         }
     });
@@ -257,6 +264,77 @@ fn slow_registry_times_out_and_blocks_no_one() {
     // the bound is 2 s for this blob; podc starts and pulls the rest in less
     assert!(took < Duration::from_secs(8), "the pull took {took:?}");
     assert_eq!(names_in_ls(&root).len(), 1);
+}
+
+/// An auth file with `user:pass` for `host`.
+fn auth_file(dir: &Path, host: &str) -> std::path::PathBuf {
+    let p = dir.join("auth.json");
+    // base64("tester:s3cret")
+    std::fs::write(
+        &p,
+        format!(r#"{{"auths":{{"{host}":{{"auth":"dGVzdGVyOnMzY3JldA=="}}}}}}"#),
+    )
+    .unwrap();
+    p
+}
+
+/// Item 3: A registry whose challenge names a token service on another host:
+/// that host never sees the user's credentials for the registry and the
+/// pull fails saying why — unless the admin lists that host for the
+/// registry under `tokenRealms` (then the usual flow works).
+#[test]
+fn credentials_stay_with_the_registry() {
+    let t = tempfile::tempdir().unwrap();
+    let img = small_image(b"private");
+    let seen: Arc<Mutex<Vec<Req>>> = Default::default();
+    let seen2 = seen.clone();
+    let other = serve(move |req, conn| {
+        seen2.lock().unwrap().push(req.clone());
+        reply(conn, "200 OK", "", br#"{"token":"tok123"}"#);
+    });
+    let files = image_paths(&img, "priv/img", "1");
+    let registry = serve(move |req, conn| {
+        if req.auth != "Bearer tok123" {
+            let c = format!("WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{other}/token\",service=\"x\"\r\n");
+            return reply(conn, "401 Unauthorized", &c, br#"{"errors":[]}"#);
+        }
+        serve_file(&files, req, conn)
+    });
+    let host = format!("127.0.0.1:{registry}");
+    let auth = auth_file(t.path(), &host);
+    let reference = format!("{host}/priv/img:1");
+    let root = t.path().join("root");
+    let o = run_err(
+        podc(&root)
+            .args(["image", "pull", "--insecure", "--authfile"])
+            .arg(&auth)
+            .arg(&reference),
+    );
+    let e = stderr(&o);
+    assert!(
+        e.contains("on another host") && e.contains("tokenRealms"),
+        "{e}"
+    );
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    assert!(names_in_ls(&root).is_empty());
+    // the admin's decision: this registry's token service is that host
+    registries(
+        &root,
+        &format!(r#"{{"tokenRealms": {{"{host}": ["127.0.0.1:{other}"]}}}}"#),
+    );
+    run_ok(
+        podc(&root)
+            .args(["image", "pull", "--insecure", "--authfile"])
+            .arg(&auth)
+            .arg(&reference),
+    );
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].auth, "Basic dGVzdGVyOnMzY3JldA==");
 }
 
 /// Item 4: A hostile image pairs its own layer blob with the diffID of a

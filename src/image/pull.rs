@@ -11,7 +11,10 @@
 //!   before anything unpacks it;
 //! - every request has a connect, an idle (per read) and a total deadline
 //!   derived from the size it transfers (`timeouts` in registries.json);
-//! - the store lock is taken only to commit what was downloaded.
+//! - the store lock is taken only to commit what was downloaded;
+//! - credentials go to a token service only on the registry's own host or
+//!   one listed for it under `tokenRealms`, and only over https unless the
+//!   registry is configured insecure.
 //!
 //! Nothing becomes visible in the store unless the whole pull succeeds.
 
@@ -42,11 +45,12 @@ pub struct PullOptions {
 
 /// `<root>/registries.json`:
 /// `{"insecure": ["host:port"], "endpoints": {"docker.io": "mirror:5000"},
-///   "timeouts": {…}}`.
+///   "tokenRealms": {"host:port": ["auth-host"]}, "timeouts": {…}}`.
 /// `insecure` registries are spoken to over plain http; `endpoints` sends
 /// the requests for a registry name to another host (a mirror), so short
-/// names like `busybox` can be served locally; `timeouts` bounds how long
-/// a registry may take.
+/// names like `busybox` can be served locally; `tokenRealms` lists, per
+/// registry host, the other hosts whose token service may receive its
+/// credentials; `timeouts` bounds how long a registry may take.
 #[derive(serde::Deserialize, Default, Debug)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RegistriesConf {
@@ -54,6 +58,8 @@ pub struct RegistriesConf {
     pub insecure: Vec<String>,
     #[serde(default)]
     pub endpoints: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub token_realms: std::collections::BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub timeouts: Timeouts,
 }
@@ -97,7 +103,7 @@ impl RegistriesConf {
         match std::fs::read(&p) {
             Ok(b) => serde_json::from_slice(&b).with_context(|| {
                 format!(
-                    "{} must look like {{\"insecure\": [\"host:port\"], \"endpoints\": {{\"docker.io\": \"host:port\"}}, \"timeouts\": {{\"connectSeconds\": 15, \"idleSeconds\": 60, \"requestSeconds\": 120, \"minBytesPerSecond\": 65536}}}}",
+                    "{} must look like {{\"insecure\": [\"host:port\"], \"endpoints\": {{\"docker.io\": \"host:port\"}}, \"tokenRealms\": {{\"host:port\": [\"host\"]}}, \"timeouts\": {{\"connectSeconds\": 15, \"idleSeconds\": 60, \"requestSeconds\": 120, \"minBytesPerSecond\": 65536}}}}",
                     p.display()
                 )
             }),
@@ -265,6 +271,9 @@ struct Client {
     r: Reference,
     creds: Option<(String, String)>,
     auth: RefCell<Option<String>>,
+    insecure: bool,
+    /// other hosts whose token service may receive `creds`
+    trusted_realms: Vec<String>,
     timeouts: Timeouts,
 }
 
@@ -305,6 +314,68 @@ fn is_timeout(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::TimedOut || matches!(inner, Some(ureq::Error::Timeout(_)))
 }
 
+/// `scheme://host[:port]/…` → (scheme, host[:port]) for http(s) URLs
+/// without user info; `None` for anything else.
+fn url_origin(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || host.contains('@') || !matches!(scheme, "http" | "https") {
+        return None;
+    }
+    Some((scheme, host))
+}
+
+/// Whether two host[:port] strings name the same host (the scheme's
+/// default port may be left out).
+fn same_host(a: &str, b: &str, scheme: &str) -> bool {
+    let default = if scheme == "https" { ":443" } else { ":80" };
+    let norm = |h: &str| h.strip_suffix(default).unwrap_or(h).to_ascii_lowercase();
+    norm(a) == norm(b)
+}
+
+/// How a token realm named by a registry's challenge may be used.
+#[derive(Debug, PartialEq, Eq)]
+enum RealmUse {
+    /// ask it for a token with the registry's credentials
+    WithCredentials,
+    /// ask it for an anonymous token (there are no credentials to protect)
+    Anonymous,
+}
+
+/// The rule for a token realm: the registry names it, so it is attacker
+/// input. Credentials go only over https (http only when the registry is
+/// configured insecure, where everything is in clear anyway), and only to
+/// the registry's own host or to a host listed for it under `tokenRealms`.
+/// Without credentials an https realm elsewhere is asked anonymously, as
+/// Docker Hub's separate token service needs.
+fn realm_use(
+    realm: &str,
+    registry: &str,
+    insecure: bool,
+    trusted: &[String],
+    have_creds: bool,
+) -> std::result::Result<RealmUse, String> {
+    let Some((scheme, host)) = url_origin(realm) else {
+        return Err(format!(
+            "registry {registry} names a token service {realm:?} that is not an http(s) URL"
+        ));
+    };
+    if scheme == "http" && !insecure {
+        return Err(format!(
+            "registry {registry} names the token service {realm}, which is not https; podc only speaks http to registries configured insecure"
+        ));
+    }
+    let own =
+        same_host(host, registry, scheme) || trusted.iter().any(|t| same_host(host, t, scheme));
+    match (own, have_creds) {
+        (true, true) => Ok(RealmUse::WithCredentials),
+        (_, false) => Ok(RealmUse::Anonymous),
+        (false, true) => Err(format!(
+            "registry {registry} names the token service {realm}, on another host: podc sends the credentials for {registry} only to its own host, or to a host listed for it under \"tokenRealms\" in registries.json"
+        )),
+    }
+}
+
 impl Client {
     fn new(
         r: &Reference,
@@ -330,6 +401,8 @@ impl Client {
             r: r.clone(),
             creds,
             auth: RefCell::new(None),
+            insecure,
+            trusted_realms: conf.token_realms.get(host).cloned().unwrap_or_default(),
             timeouts: t.clone(),
         }
     }
@@ -369,8 +442,17 @@ impl Client {
         })
     }
 
-    /// Asks the token service `realm` for a bearer token.
+    /// Asks the token service `realm` for a bearer token, with the
+    /// registry's credentials only where [`realm_use`] allows them.
     fn fetch_token(&self, realm: &str, query: &str) -> Result<String> {
+        let how = realm_use(
+            realm,
+            &self.host,
+            self.insecure,
+            &self.trusted_realms,
+            self.creds.is_some(),
+        )
+        .map_err(|m| self.err(format!("unauthorized: {m}")))?;
         let sep = if realm.contains('?') { "&" } else { "?" };
         let mut req = self
             .agent
@@ -378,7 +460,7 @@ impl Client {
             .config()
             .timeout_global(Some(self.timeouts.deadline(1 << 20)))
             .build();
-        if let Some((u, p)) = &self.creds {
+        if let (RealmUse::WithCredentials, Some((u, p))) = (how, &self.creds) {
             let basic = format!("Basic {}", b64encode(format!("{u}:{p}").as_bytes()));
             req = req.header("Authorization", basic);
         }
@@ -740,6 +822,55 @@ mod tests {
         assert_eq!(s, "bearer");
         assert_eq!(p[0], ("realm".into(), "https://auth.example/token".into()));
         assert_eq!(p[2], ("scope".into(), "repository:a/b:pull".into()));
+    }
+
+    /// Where a registry's credentials may go (item by item of the rule).
+    #[test]
+    fn token_realm_rule() {
+        use RealmUse::*;
+        let reg = "reg.example:5000";
+        let trusted = vec!["auth.example".to_string()];
+        let cases: &[(&str, bool, bool, Option<RealmUse>)] = &[
+            (
+                "https://reg.example:5000/token",
+                false,
+                true,
+                Some(WithCredentials),
+            ),
+            (
+                "https://auth.example/token",
+                false,
+                true,
+                Some(WithCredentials),
+            ),
+            (
+                "https://auth.example:443/token",
+                false,
+                true,
+                Some(WithCredentials),
+            ),
+            // another host: anonymous only, never the credentials
+            ("https://other.example/token", false, false, Some(Anonymous)),
+            ("https://other.example/token", false, true, None),
+            ("https://reg.example:5001/token", false, true, None),
+            ("https://x@reg.example:5000/token", false, true, None),
+            // http only for a registry configured insecure
+            ("http://reg.example:5000/token", false, true, None),
+            ("http://reg.example:5000/token", false, false, None),
+            (
+                "http://reg.example:5000/token",
+                true,
+                true,
+                Some(WithCredentials),
+            ),
+            ("http://other.example/token", true, true, None),
+            ("file:///etc/passwd", true, false, None),
+            ("reg.example:5000/token", true, true, None),
+        ];
+        for (realm, insecure, creds, want) in cases {
+            let got = realm_use(realm, reg, *insecure, &trusted, *creds).ok();
+            assert_eq!(&got, want, "{realm} insecure={insecure} creds={creds}");
+        }
     }
 
     #[test]
