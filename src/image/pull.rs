@@ -14,7 +14,8 @@
 //! - the store lock is taken only to commit what was downloaded;
 //! - credentials go to a token service only on the registry's own host or
 //!   one listed for it under `tokenRealms`, and only over https unless the
-//!   registry is configured insecure.
+//!   registry is configured insecure; a secure registry's requests,
+//!   redirects included, never fall back to http.
 //!
 //! Nothing becomes visible in the store unless the whole pull succeeds.
 
@@ -387,6 +388,9 @@ impl Client {
         let t = &conf.timeouts;
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            // every hop of a secure registry, redirects included, is https:
+            // a manifest fetched by tag cannot be swapped on an http leg
+            .https_only(!insecure)
             .timeout_connect(Some(Duration::from_secs(t.connect_seconds)))
             .timeout_per_read(Some(Duration::from_secs(t.idle_seconds)))
             .timeout_recv_response(Some(Duration::from_secs(t.request_seconds)))
@@ -871,6 +875,23 @@ mod tests {
             let got = realm_use(realm, reg, *insecure, &trusted, *creds).ok();
             assert_eq!(&got, want, "{realm} insecure={insecure} creds={creds}");
         }
+    }
+
+    /// A registry not configured insecure is never spoken to over http,
+    /// on any hop: ureq checks every request, redirects included, against
+    /// `https_only` before it connects (the listener sees no connection).
+    #[test]
+    fn secure_registry_refuses_http() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let host = format!("127.0.0.1:{}", l.local_addr().unwrap().port());
+        let r = Reference::parse(&format!("{host}/a/b:1")).unwrap();
+        let mut conf = RegistriesConf::default();
+        conf.timeouts.request_seconds = 1;
+        let c = Client::new(&r, &host, false, None, &conf);
+        let e = c.send(&format!("http://{host}/v2/"), None, 0).unwrap_err();
+        assert!(format!("{e:#}").contains("https"), "{e:#}");
+        assert!(l.accept().is_err(), "podc connected over http");
     }
 
     #[test]
