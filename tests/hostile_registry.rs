@@ -9,8 +9,7 @@ use image_support::*;
 use podc::image::unpack::Compression;
 use podc::image::Digest;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,44 +22,65 @@ struct Req {
     auth: String,
 }
 
+/// What a test registry does with one request.
+type Handler = dyn Fn(&Req, &mut dyn Write) + Send + Sync;
+
 /// Runs `handler` for every request to a fresh 127.0.0.1 port (one thread
 /// per connection, so a stalling answer blocks nobody else).
-fn serve(handler: impl Fn(&Req, &mut TcpStream) + Send + Sync + 'static) -> u16 {
+fn serve(handler: impl Fn(&Req, &mut dyn Write) + Send + Sync + 'static) -> u16 {
+    serve_with(Arc::new(handler), None)
+}
+
+/// [`serve`], over TLS when `tls` is given.
+fn serve_with(handler: Arc<Handler>, tls: Option<Arc<rustls::ServerConfig>>) -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let handler = Arc::new(handler);
     std::thread::spawn(move || {
         for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let handler = handler.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    return;
+            let Ok(conn) = conn else { continue };
+            let (handler, tls) = (handler.clone(), tls.clone());
+            std::thread::spawn(move || match tls {
+                Some(cfg) => {
+                    let Ok(sc) = rustls::ServerConnection::new(cfg) else {
+                        return;
+                    };
+                    handle(rustls::StreamOwned::new(sc, conn), &*handler);
                 }
-                let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-                let mut auth = String::new();
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                        break;
-                    }
-                    if let Some((k, v)) = h.split_once(':') {
-                        if k.eq_ignore_ascii_case("authorization") {
-                            auth = v.trim().to_string();
-                        }
-                    }
-                }
-                handler(&Req { path, auth }, &mut conn);
+                None => handle(conn, &*handler),
             });
         }
     });
     port
 }
 
+/// Reads one request head from `s` and answers it with `handler`.
+fn handle(mut s: impl Read + Write, handler: &Handler) {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => head.push(b[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    let mut lines = head.lines();
+    let path = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("")
+        .to_string();
+    let auth = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default();
+    handler(&Req { path, auth }, &mut s);
+    let _ = s.flush();
+}
+
 /// Writes a whole HTTP answer.
-fn reply(conn: &mut TcpStream, status: &str, extra: &str, body: &[u8]) {
+fn reply(conn: &mut dyn Write, status: &str, extra: &str, body: &[u8]) {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
         body.len()
@@ -83,7 +103,7 @@ fn image_paths(img: &TestImage, repo: &str, tag: &str) -> HashMap<String, Vec<u8
 }
 
 /// Serves `files` by path, 404 for the rest.
-fn serve_file(files: &HashMap<String, Vec<u8>>, req: &Req, conn: &mut TcpStream) {
+fn serve_file(files: &HashMap<String, Vec<u8>>, req: &Req, conn: &mut dyn Write) {
     match files.get(&req.path) {
         Some(b) => reply(conn, "200 OK", "", b),
         None => reply(conn, "404 Not Found", "", br#"{"errors":[]}"#),
@@ -377,4 +397,160 @@ fn a_diff_id_alone_does_not_reuse_a_layer() {
         assert!(!l.iter().any(|x| x.contains("secret")), "{n}: {l:?}");
     }
     run_ok(podc(&root).args(["image", "check"]));
+}
+
+/// A test CA and a certificate for 127.0.0.1 signed by it, made with the
+/// openssl CLI: (CA certificate PEM path, server TLS config).
+fn test_ca(dir: &Path) -> (std::path::PathBuf, Arc<rustls::ServerConfig>) {
+    use rustls::pki_types::pem::PemObject;
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "openssl {args:?}: {}", stderr(&o));
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=podc test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(dir.join("srv.crt"))
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(dir.join("srv.key")).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    (dir.join("ca.crt"), Arc::new(cfg))
+}
+
+/// Puts `ca` in `<root>/certs.d/HOST/ca.crt`, the docker/podman layout.
+fn trust(root: &Path, host: &str, ca: &Path) {
+    let d = root.join("certs.d").join(host);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::copy(ca, d.join("ca.crt")).unwrap();
+}
+
+/// A TLS registry signed by a private CA is pulled from without
+/// `--insecure` once its CA is in `<root>/certs.d/HOST/ca.crt`, and
+/// refused (certificate not trusted) without it.
+#[test]
+fn tls_registry_trusted_through_certs_d() {
+    let t = tempfile::tempdir().unwrap();
+    let (ca, tls) = test_ca(t.path());
+    let img = small_image(b"over tls");
+    let files = image_paths(&img, "tls/img", "1");
+    let port = serve_with(
+        Arc::new(move |req, conn| serve_file(&files, req, conn)),
+        Some(tls),
+    );
+    let host = format!("127.0.0.1:{port}");
+    let reference = format!("{host}/tls/img:1");
+    let root = t.path().join("root");
+    let o = run_err(podc(&root).args(["image", "pull", &reference]));
+    let e = stderr(&o).to_lowercase();
+    assert!(e.contains("certificate") || e.contains("issuer"), "{e}");
+    trust(&root, &host, &ca);
+    run_ok(podc(&root).args(["image", "pull", &reference]));
+    assert!(names_in_ls(&root).contains_key(&reference));
+}
+
+/// Item 5: a TLS registry that redirects the manifest (fetched by tag,
+/// so there is no digest to check) to an http URL: the pull fails and the
+/// http server never sees a request.
+#[test]
+fn https_to_http_redirect_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let (ca, tls) = test_ca(t.path());
+    let evil = small_image(b"swapped on the http leg");
+    let evil_files = image_paths(&evil, "tls/img", "1");
+    let seen: Arc<Mutex<Vec<Req>>> = Default::default();
+    let seen2 = seen.clone();
+    let plain = serve(move |req, conn| {
+        seen2.lock().unwrap().push(req.clone());
+        serve_file(&evil_files, req, conn)
+    });
+    let img = small_image(b"the real one");
+    let files = image_paths(&img, "tls/img", "1");
+    let port = serve_with(
+        Arc::new(move |req, conn| {
+            if req.path.contains("/manifests/") {
+                let to = format!("Location: http://127.0.0.1:{plain}{}\r\n", req.path);
+                return reply(conn, "302 Found", &to, b"");
+            }
+            serve_file(&files, req, conn)
+        }),
+        Some(tls),
+    );
+    let host = format!("127.0.0.1:{port}");
+    let root = t.path().join("root");
+    trust(&root, &host, &ca);
+    let o = run_err(podc(&root).args(["image", "pull", &format!("{host}/tls/img:1")]));
+    let e = stderr(&o);
+    assert!(e.contains("which is not https"), "{e}");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    assert!(names_in_ls(&root).is_empty());
 }

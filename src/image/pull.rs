@@ -263,6 +263,80 @@ fn pct(s: &str) -> String {
         .collect()
 }
 
+/// The system trust store (Debian's `ca-certificates`); without it the
+/// built-in Mozilla roots are used.
+const SYSTEM_CAS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The `certs.d` directories that may hold CA certificates for a registry,
+/// in the layout docker, podman and containerd share: `DIR/HOST[:PORT]/*.crt`.
+/// podc's own (`<root>/certs.d`) first, then the ones those tools use.
+fn certs_dirs(state_root: &Path) -> Vec<PathBuf> {
+    vec![
+        state_root.join("certs.d"),
+        PathBuf::from("/etc/containers/certs.d"),
+        PathBuf::from("/etc/docker/certs.d"),
+    ]
+}
+
+/// The `*.crt` files for `host` in `dirs`, sorted per directory.
+fn ca_files(host: &str, dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    // a host[:port] is one path component; anything else is not looked up
+    if host.is_empty() || host.starts_with('.') || host.contains(['/', '\\', '\0']) {
+        return Ok(vec![]);
+    }
+    let mut out = Vec::new();
+    for d in dirs {
+        let dir = d.join(host);
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+        };
+        let mut files: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+            .collect();
+        files.sort();
+        out.extend(files);
+    }
+    Ok(out)
+}
+
+/// The certificates of a PEM file.
+fn pem_certs(p: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>> {
+    let data = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&data) {
+        let item = item.with_context(|| format!("{} is not a PEM file", p.display()))?;
+        if let ureq::tls::PemItem::Certificate(c) = item {
+            certs.push(c);
+        }
+    }
+    Ok(certs)
+}
+
+/// The roots a registry's certificate must chain to: the system trust
+/// store (or the built-in roots) plus the registry's own CA files.
+fn root_certs(host: &str, dirs: &[PathBuf]) -> Result<ureq::tls::RootCerts> {
+    let files = ca_files(host, dirs)?;
+    let system = Path::new(SYSTEM_CAS);
+    if files.is_empty() && !system.exists() {
+        return Ok(ureq::tls::RootCerts::WebPki);
+    }
+    let mut certs = Vec::new();
+    if system.exists() {
+        certs.extend(pem_certs(system)?);
+    }
+    for f in &files {
+        let c = pem_certs(f)?;
+        if c.is_empty() {
+            bail!("{} holds no certificate", f.display());
+        }
+        certs.extend(c);
+    }
+    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
+}
+
 /// A client for one repository of one registry.
 struct Client {
     agent: ureq::Agent,
@@ -384,9 +458,17 @@ impl Client {
         insecure: bool,
         creds: Option<(String, String)>,
         conf: &RegistriesConf,
-    ) -> Client {
+        certs_dirs: &[PathBuf],
+    ) -> Result<Client> {
         let t = &conf.timeouts;
+        let roots = if insecure {
+            ureq::tls::RootCerts::WebPki
+        } else {
+            root_certs(host, certs_dirs)?
+        };
+        let tls = ureq::tls::TlsConfig::builder().root_certs(roots).build();
         let agent: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(tls)
             .http_status_as_error(false)
             // every hop of a secure registry, redirects included, is https:
             // a manifest fetched by tag cannot be swapped on an http leg
@@ -398,7 +480,7 @@ impl Client {
             .build()
             .into();
         let scheme = if insecure { "http" } else { "https" };
-        Client {
+        Ok(Client {
             agent,
             host: host.to_string(),
             base: format!("{scheme}://{host}/v2/{}", r.repository),
@@ -408,7 +490,7 @@ impl Client {
             insecure,
             trusted_realms: conf.token_realms.get(host).cloned().unwrap_or_default(),
             timeouts: t.clone(),
-        }
+        })
     }
 
     fn err(&self, msg: String) -> anyhow::Error {
@@ -442,6 +524,10 @@ impl Client {
         }
         req.call().map_err(|e| match e {
             ureq::Error::Timeout(_) => self.io_err("no answer in time", e, true),
+            ureq::Error::RequireHttpsOnly(to) => self.err(format!(
+                "registry {} sent podc to {to}, which is not https; podc speaks http only to registries configured insecure",
+                self.host
+            )),
             _ => self.err(format!("registry {} is unreachable: {e}", self.host)),
         })
     }
@@ -683,7 +769,8 @@ impl Store {
         let host = conf.endpoints.get(&r.domain).unwrap_or(&r.domain).clone();
         let insecure = opts.insecure || conf.insecure.contains(&host);
         let creds = credentials(&host, opts.auth_file.as_deref())?;
-        let client = Client::new(&r, &host, insecure, creds, &conf);
+        let dirs = certs_dirs(self.state_root());
+        let client = Client::new(&r, &host, insecure, creds, &conf, &dirs)?;
         let (data, m) = fetch_manifest(&client, &r)?;
         let cd = m.config.digest()?;
         let cdata = client.small_blob(&cd, m.config.size)?;
@@ -888,9 +975,9 @@ mod tests {
         let r = Reference::parse(&format!("{host}/a/b:1")).unwrap();
         let mut conf = RegistriesConf::default();
         conf.timeouts.request_seconds = 1;
-        let c = Client::new(&r, &host, false, None, &conf);
+        let c = Client::new(&r, &host, false, None, &conf, &[]).unwrap();
         let e = c.send(&format!("http://{host}/v2/"), None, 0).unwrap_err();
-        assert!(format!("{e:#}").contains("https"), "{e:#}");
+        assert!(format!("{e:#}").contains("which is not https"), "{e:#}");
         assert!(l.accept().is_err(), "podc connected over http");
     }
 
