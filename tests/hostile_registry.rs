@@ -554,3 +554,103 @@ fn https_to_http_redirect_is_refused() {
     );
     assert!(names_in_ls(&root).is_empty());
 }
+
+/// Two pulls of one image at once, layer downloads outside the store lock:
+/// the second waits for the first's download of the shared blob and
+/// reuses it (the registry serves the layer once), and both succeed.
+#[test]
+fn concurrent_pulls_download_a_blob_once() {
+    let t = tempfile::tempdir().unwrap();
+    let img = small_image(&noise(2048, 5));
+    let files = image_paths(&img, "twice/img", "1");
+    let layer_path = format!("/v2/twice/img/blobs/{}", img.layers[0].digest);
+    let hits = Arc::new(AtomicU64::new(0));
+    let hits2 = hits.clone();
+    let port = serve(move |req, conn| {
+        if req.path == layer_path {
+            hits2.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        serve_file(&files, req, conn)
+    });
+    let root = t.path().join("root");
+    let reference = format!("127.0.0.1:{port}/twice/img:1");
+    let pulls: Vec<_> = (0..2)
+        .map(|_| {
+            podc(&root)
+                .args(["image", "pull", "--insecure", &reference])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for p in pulls {
+        let o = p.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    assert!(names_in_ls(&root).contains_key(&reference));
+    let downloads = std::fs::read_dir(root.join("images/downloads")).unwrap();
+    assert_eq!(downloads.count(), 0);
+    run_ok(podc(&root).args(["image", "check"]));
+}
+
+/// Sizes a manifest declares are checked against the image limits before
+/// any layer is requested: one layer over `maxLayerSize`, or layers that
+/// together are over `maxImageSize` (plus tar overhead), cannot make podc
+/// download anything to disk.
+#[test]
+fn declared_sizes_over_the_caps_are_refused_before_download() {
+    let t = tempfile::tempdir().unwrap();
+    let layers = vec![
+        layer(
+            &[dir("./", 0o755), file("a", 0o644, b"a")],
+            Compression::Gzip,
+        ),
+        layer(
+            &[dir("./", 0o755), file("b", 0o644, b"b")],
+            Compression::Gzip,
+        ),
+    ];
+    let img = TestImage::new(layers, busybox_config());
+    let hits = Arc::new(AtomicU64::new(0));
+    for (what, sizes) in [
+        ("maxLayerSize", [5u64 << 20, 10]),
+        ("maxImageSize", [3 << 20, 3 << 20]),
+    ] {
+        let mut manifest: serde_json::Value = serde_json::from_slice(&img.manifest).unwrap();
+        for (i, n) in sizes.iter().enumerate() {
+            manifest["layers"][i]["size"] = (*n).into();
+        }
+        let mut files = image_paths(&img, "declared/big", "1");
+        files.insert(
+            "/v2/declared/big/manifests/1".into(),
+            serde_json::to_vec(&manifest).unwrap(),
+        );
+        let layer_paths: Vec<String> = img
+            .layers
+            .iter()
+            .map(|l| format!("/v2/declared/big/blobs/{}", l.digest))
+            .collect();
+        let hits2 = hits.clone();
+        let port = serve(move |req, conn| {
+            if layer_paths.contains(&req.path) {
+                hits2.fetch_add(1, Ordering::SeqCst);
+            }
+            serve_file(&files, req, conn)
+        });
+        let root = t.path().join(what);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(
+            root.join("image-limits.json"),
+            r#"{"maxLayerSize": "4Mi", "maxImageSize": "4Mi", "maxLayerEntries": 100}"#,
+        )
+        .unwrap();
+        let reference = format!("127.0.0.1:{port}/declared/big:1");
+        let o = run_err(podc(&root).args(["image", "pull", "--insecure", &reference]));
+        let e = stderr(&o);
+        assert!(e.contains(&format!("over the image limit {what}")), "{e}");
+        assert_eq!(hits.load(Ordering::SeqCst), 0, "{what}");
+    }
+}

@@ -826,6 +826,20 @@ impl Store {
             let what = format!("the image has {} layers", layers.len());
             return Err(limits.exceeded("maxLayers", what).into());
         }
+        if let Some((ld, size, _)) = layers.iter().find(|l| l.1 > limits.max_layer_stream()) {
+            let what = format!("layer {ld} declares {size} bytes");
+            return Err(limits.exceeded("maxLayerSize", what).into());
+        }
+        // what the downloads may put on disk before anything is unpacked:
+        // the image cap plus one layer's worth of tar overhead
+        let total = layers
+            .iter()
+            .fold(0u64, |a, (_, n, _)| a.saturating_add(*n));
+        let overhead = limits.max_layer_stream() - limits.max_layer_size;
+        if total > limits.max_image_size.saturating_add(overhead) {
+            let what = format!("its layers declare {total} bytes");
+            return Err(limits.exceeded("maxImageSize", what).into());
+        }
         let mut slots = BTreeMap::new();
         for (ld, _, _) in layers {
             slots.insert(ld.clone(), None);
@@ -834,10 +848,6 @@ impl Store {
             *slot = Some(self.download_slot(ld)?);
         }
         for (ld, size, diff) in layers {
-            if *size > limits.max_layer_stream() {
-                let what = format!("layer {ld} declares {size} bytes");
-                return Err(limits.exceeded("maxLayerSize", what).into());
-            }
             let verified = layers
                 .iter()
                 .filter(|(d, _, _)| d == ld)
