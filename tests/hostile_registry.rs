@@ -654,3 +654,35 @@ fn declared_sizes_over_the_caps_are_refused_before_download() {
         assert_eq!(hits.load(Ordering::SeqCst), 0, "{what}");
     }
 }
+
+/// A registry that sends a layer's headers and then nothing: the idle
+/// timeout (1 s here) ends the pull long before the total deadline (60 s).
+#[test]
+fn stalled_body_hits_the_idle_timeout() {
+    let t = tempfile::tempdir().unwrap();
+    let img = small_image(b"stalled");
+    let files = image_paths(&img, "stall/img", "1");
+    let layer_path = format!("/v2/stall/img/blobs/{}", img.layers[0].digest);
+    let len = img.layers[0].blob.len();
+    let port = serve(move |req, conn| {
+        if req.path != layer_path {
+            return serve_file(&files, req, conn);
+        }
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
+        let _ = conn.write_all(head.as_bytes());
+        let _ = conn.flush();
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let root = t.path().join("root");
+    registries(
+        &root,
+        r#"{"timeouts": {"requestSeconds": 60, "idleSeconds": 1}}"#,
+    );
+    let start = Instant::now();
+    let reference = format!("127.0.0.1:{port}/stall/img:1");
+    let o = run_err(podc(&root).args(["image", "pull", "--insecure", &reference]));
+    let took = start.elapsed();
+    let e = stderr(&o);
+    assert!(e.contains("too slow"), "{e}");
+    assert!(took < Duration::from_secs(10), "the pull took {took:?}");
+}

@@ -464,7 +464,8 @@ impl Client {
         let roots = if insecure {
             ureq::tls::RootCerts::WebPki
         } else {
-            root_certs(host, certs_dirs)?
+            root_certs(host, certs_dirs)
+                .map_err(|e| anyhow::Error::new(ImageError::pull(r, format!("{e:#}"))))?
         };
         let tls = ureq::tls::TlsConfig::builder().root_certs(roots).build();
         let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -989,6 +990,38 @@ mod tests {
         let e = c.send(&format!("http://{host}/v2/"), None, 0).unwrap_err();
         assert!(format!("{e:#}").contains("which is not https"), "{e:#}");
         assert!(l.accept().is_err(), "podc connected over http");
+    }
+
+    /// Only `*.crt` of the host's own directory, in each certs.d dir; a
+    /// host that is not one path component is not looked up.
+    #[test]
+    fn ca_files_per_host() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        for (d, f) in [
+            (&a, "ca.crt"),
+            (&a, "client.cert"),
+            (&b, "x.crt"),
+            (&a, "z.crt"),
+        ] {
+            std::fs::create_dir_all(d.join("reg:5000")).unwrap();
+            std::fs::write(d.join("reg:5000").join(f), "").unwrap();
+        }
+        std::fs::write(t.path().join("x.crt"), "").unwrap();
+        let dirs = [a.clone(), b.clone(), t.path().join("missing")];
+        let got = ca_files("reg:5000", &dirs).unwrap();
+        let want = [
+            a.join("reg:5000/ca.crt"),
+            a.join("reg:5000/z.crt"),
+            b.join("reg:5000/x.crt"),
+        ];
+        assert_eq!(got, want);
+        for bad in ["", "..", "../b/reg:5000", "a/reg:5000"] {
+            assert!(
+                ca_files(bad, &[t.path().join("b")]).unwrap().is_empty(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
