@@ -101,7 +101,7 @@ impl Timeouts {
 impl RegistriesConf {
     pub fn load(state_root: &Path) -> Result<RegistriesConf> {
         let p = state_root.join("registries.json");
-        match std::fs::read(&p) {
+        let conf: RegistriesConf = match std::fs::read(&p) {
             Ok(b) => serde_json::from_slice(&b).with_context(|| {
                 format!(
                     "{} must look like {{\"insecure\": [\"host:port\"], \"endpoints\": {{\"docker.io\": \"host:port\"}}, \"tokenRealms\": {{\"host:port\": [\"host\"]}}, \"timeouts\": {{\"connectSeconds\": 15, \"idleSeconds\": 60, \"requestSeconds\": 120, \"minBytesPerSecond\": 65536}}}}",
@@ -110,7 +110,19 @@ impl RegistriesConf {
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RegistriesConf::default()),
             Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
+        }?;
+        let t = &conf.timeouts;
+        if [
+            t.connect_seconds,
+            t.idle_seconds,
+            t.request_seconds,
+            t.min_bytes_per_second,
+        ]
+        .contains(&0)
+        {
+            bail!("{}: every \"timeouts\" value must be above 0", p.display());
         }
+        Ok(conf)
     }
 }
 
@@ -853,7 +865,9 @@ impl Store {
                 .iter()
                 .filter(|(d, _, _)| d == ld)
                 .all(|(_, _, diff)| self.layer_verified(ld, diff));
-            let slot = slots.get_mut(ld).expect("every layer has a slot");
+            let Some(slot) = slots.get_mut(ld) else {
+                continue;
+            };
             if verified {
                 *slot = None;
             } else if let Some(s) = slot.as_ref().filter(|s| s.is_empty()) {
@@ -990,6 +1004,25 @@ mod tests {
         let e = c.send(&format!("http://{host}/v2/"), None, 0).unwrap_err();
         assert!(format!("{e:#}").contains("which is not https"), "{e:#}");
         assert!(l.accept().is_err(), "podc connected over http");
+    }
+
+    /// Partial timeouts keep the other defaults; zero is refused (a zero
+    /// idle timeout would fail every read, none would mean no bound).
+    #[test]
+    fn timeouts_config() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("registries.json");
+        std::fs::write(&f, r#"{"timeouts": {"idleSeconds": 5}}"#).unwrap();
+        let c = RegistriesConf::load(t.path()).unwrap();
+        let want = Timeouts {
+            idle_seconds: 5,
+            ..Timeouts::default()
+        };
+        assert_eq!(c.timeouts, want);
+        assert_eq!(want.deadline(64 << 20), Duration::from_secs(120 + 1024));
+        std::fs::write(&f, r#"{"timeouts": {"minBytesPerSecond": 0}}"#).unwrap();
+        let e = RegistriesConf::load(t.path()).unwrap_err();
+        assert!(format!("{e:#}").contains("above 0"), "{e:#}");
     }
 
     /// Only `*.crt` of the host's own directory, in each certs.d dir; a
