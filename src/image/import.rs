@@ -439,7 +439,7 @@ fn import_oci(txn: &WriteTxn, src: &dyn Source, name: Option<&Reference>) -> Res
         txn.put_blob_bytes(&cdata, Some(&cd))?;
         for (l, diff) in m.layers.iter().zip(&c.rootfs.diff_ids) {
             let (ld, diff) = (l.digest()?, Digest::parse(diff)?);
-            let mut r: Box<dyn Read> = if txn.has_blob(&ld) && txn.has_layer(&diff) {
+            let mut r: Box<dyn Read> = if txn.layer_verified(&ld, &diff) {
                 Box::new(io::empty())
             } else {
                 src.open(&blob_member(&ld))?

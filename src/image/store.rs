@@ -7,8 +7,10 @@
 //!   blobs/sha256/<hex>         manifests, configs, layer blobs, verified on arrival
 //!   layers/<diffid-hex>/diff/  one unpacked layer, an overlayfs lower dir (read-only)
 //!   layers/<diffid-hex>/meta.json
+//!   diffids/<blob-hex>         the diffID this layer blob was verified to unpack to
 //!   users/<holder>.json        images a pod uses (kept by rm/prune)
 //!   tmp/                       staging; emptied by every writer before it starts
+//!   downloads/<blob-hex>       a blob a pull is fetching, outside the store lock
 //!   lock                       flock: exclusive for writers, shared for readers
 //! ```
 //!
@@ -234,6 +236,11 @@ impl Store {
             fs::create_dir_all(dir.join(d))
                 .with_context(|| format!("creating image store at {}", dir.display()))?;
         }
+        // newer than the first stores: a reader without write access to an
+        // older store does without them (writers make sure they exist)
+        for d in ["diffids", "downloads"] {
+            let _ = fs::create_dir_all(dir.join(d));
+        }
         let store = Store {
             dir,
             state_root: state_root.to_path_buf(),
@@ -278,6 +285,64 @@ impl Store {
     /// Whether the unpacked layer with this diffID is present.
     pub fn has_layer(&self, diff_id: &Digest) -> bool {
         self.layer_dir(diff_id).join("meta.json").is_file()
+    }
+
+    /// Where the diffID that blob `d` was verified to unpack to is recorded.
+    fn diffid_record(&self, d: &Digest) -> PathBuf {
+        self.dir.join("diffids").join(d.hex())
+    }
+
+    /// Whether blob `d` and layer `diff_id` are stored and `d` was verified
+    /// to unpack to exactly that layer. Holding a blob and a layer is not
+    /// enough to reuse them together: an image could pair its own blob with
+    /// the diffID of another image's private layer.
+    pub(crate) fn layer_verified(&self, d: &Digest, diff_id: &Digest) -> bool {
+        self.blob_path(d).is_file()
+            && self.has_layer(diff_id)
+            && fs::read_to_string(self.diffid_record(d)).is_ok_and(|s| s == diff_id.as_str())
+    }
+
+    /// Takes the download slot of blob `d` (`downloads/<hex>`, emptied):
+    /// an exclusive flock on the file itself, so a second pull of the same
+    /// blob waits for the first and then finds it in the store.
+    pub(crate) fn download_slot(&self, d: &Digest) -> Result<DownloadSlot> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = self.dir.join("downloads");
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(d.hex());
+        loop {
+            let file = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+                .map_err(|e| anyhow!("locking {}: {e}", path.display()))?;
+            // the holder we waited for removed the name: lock the new one
+            if same_file(&file, &path) {
+                file.set_len(0)?;
+                return Ok(DownloadSlot { file, path });
+            }
+        }
+    }
+
+    /// Removes downloads nobody holds (left by a killed pull).
+    fn clean_downloads(&self) {
+        let Ok(rd) = fs::read_dir(self.dir.join("downloads")) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(f) = File::open(&p) else { continue };
+            let free =
+                rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok();
+            if free && same_file(&f, &p) {
+                let _ = fs::remove_file(&p);
+            }
+        }
     }
 
     fn lock(&self, exclusive: bool) -> Result<StoreLock> {
@@ -351,6 +416,11 @@ impl Store {
             TMP_SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         fs::create_dir(&tmp)?;
+        // added after the first stores: made by writers, readers need neither
+        for d in ["diffids", "downloads"] {
+            fs::create_dir_all(self.dir.join(d))?;
+        }
+        self.clean_downloads();
         let txn = WriteTxn {
             store: self,
             _lock: lock,
@@ -657,6 +727,48 @@ impl Store {
     }
 }
 
+/// Whether `path` still names the open `file`.
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// A blob file a pull downloads into outside the store lock; the name is
+/// removed when the pull is done with it (committed or failed).
+pub(crate) struct DownloadSlot {
+    file: File,
+    path: PathBuf,
+}
+
+impl DownloadSlot {
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Nothing downloaded into it yet.
+    pub fn is_empty(&self) -> bool {
+        self.file.metadata().map_or(true, |m| m.len() == 0)
+    }
+
+    /// The downloaded content, from its start.
+    pub fn reader(&self) -> Result<File> {
+        use std::io::Seek;
+        let mut f = self.file.try_clone()?;
+        f.rewind()?;
+        Ok(f)
+    }
+}
+
+impl Drop for DownloadSlot {
+    fn drop(&mut self) {
+        // still locked: nobody else uses the name before it is gone
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
 fn hash_file(p: &Path) -> Result<(Digest, u64)> {
     let f = File::open(p)?;
     let mut r = HashingReader::new(BufReader::with_capacity(1 << 20, f), None::<io::Sink>);
@@ -780,8 +892,11 @@ impl WriteTxn<'_> {
     ) -> Result<StoredLayer> {
         let have_blob = digest.is_some_and(|d| self.has_blob(d));
         let have_layer = diff_id.is_some_and(|d| self.has_layer(d));
-        if have_blob && have_layer {
-            let d = digest.unwrap().clone();
+        let reusable = digest
+            .zip(diff_id)
+            .filter(|(d, diff)| self.layer_verified(d, diff));
+        if let Some((d, diff)) = reusable {
+            let d = d.clone();
             let head = {
                 let mut h = [0u8; 4];
                 let n =
@@ -790,7 +905,7 @@ impl WriteTxn<'_> {
             };
             return Ok(StoredLayer {
                 size: size.unwrap_or(0),
-                diff_id: diff_id.unwrap().clone(),
+                diff_id: diff.clone(),
                 compression: Compression::sniff(&head),
                 digest: d,
             });
@@ -877,12 +992,32 @@ impl WriteTxn<'_> {
                 .borrow_mut()
                 .insert(self.store.blob_path(&got), blob_tmp);
         }
+        self.record_diff_id(&got, &unpacked_diff)?;
         Ok(StoredLayer {
             digest: got,
             size: n,
             diff_id: unpacked_diff,
             compression,
         })
+    }
+
+    /// [`Store::layer_verified`], counting what this transaction staged.
+    pub fn layer_verified(&self, d: &Digest, diff_id: &Digest) -> bool {
+        let record = self.pending_or_final(&self.store.diffid_record(d));
+        self.has_blob(d)
+            && self.has_layer(diff_id)
+            && fs::read_to_string(record).is_ok_and(|s| s == diff_id.as_str())
+    }
+
+    /// Stages the record that blob `d` unpacks to `diff_id` (both hashed
+    /// from the same stream just now).
+    fn record_diff_id(&self, d: &Digest, diff_id: &Digest) -> Result<()> {
+        let t = self.tmp_path("diffid");
+        fs::write(&t, diff_id.as_str())?;
+        self.pending
+            .borrow_mut()
+            .insert(self.store.diffid_record(d), t);
+        Ok(())
     }
 
     fn pending_or_final(&self, final_path: &Path) -> PathBuf {
@@ -981,11 +1116,23 @@ impl WriteTxn<'_> {
     /// Moves every staged blob and layer into place.
     pub fn commit(&self) -> Result<()> {
         let mut pending = self.pending.borrow_mut();
-        // layers first, blobs after: a visible blob never lacks its layer
+        // layers first, blobs after: a visible blob never lacks its layer;
+        // the blob → diffID records last, once both exist
         let mut items: Vec<(PathBuf, PathBuf)> = pending.drain().collect();
-        items.sort_by_key(|(f, _)| !f.starts_with(self.store.dir.join("layers")));
+        let records = self.store.dir.join("diffids");
+        items.sort_by_key(|(f, _)| {
+            match (
+                f.starts_with(self.store.dir.join("layers")),
+                f.starts_with(&records),
+            ) {
+                (true, _) => 0,
+                (_, false) => 1,
+                (_, true) => 2,
+            }
+        });
         for (final_path, staged) in items {
-            if final_path.exists() {
+            // a record is replaced: the blob was verified again just now
+            if final_path.exists() && !final_path.starts_with(&records) {
                 continue;
             }
             fs::rename(&staged, &final_path).with_context(|| {
@@ -1012,6 +1159,12 @@ impl WriteTxn<'_> {
             blobs.insert(dg.hex().to_string());
         }
         for e in fs::read_dir(self.store.dir.join("blobs/sha256"))? {
+            let e = e?;
+            if !blobs.contains(e.file_name().to_string_lossy().as_ref()) {
+                fs::remove_file(e.path())?;
+            }
+        }
+        for e in fs::read_dir(self.store.dir.join("diffids"))? {
             let e = e?;
             if !blobs.contains(e.file_name().to_string_lossy().as_ref()) {
                 fs::remove_file(e.path())?;
