@@ -1119,7 +1119,7 @@ fn container_ctx(
                 cpath,
                 "image-user-name",
                 match &img.user_ids {
-                    Some(Err(e)) => format!("image {} runs as {what} {v:?}, which podc cannot resolve: {}; set securityContext.runAsUser/runAsGroup to numeric ids", c.image, crate::untrusted::printable(e)),
+                    Some(Err(e)) => format!("image {} runs as {what} {v:?}, which podc cannot resolve: {}; set securityContext.runAsUser/runAsGroup to numeric ids", c.image, crate::term::safe(e)),
                     _ => format!("image {} runs as {what} {v:?}, a name podc cannot resolve; set securityContext.runAsUser/runAsGroup to numeric ids", c.image),
                 },
             ));
@@ -1144,7 +1144,7 @@ fn container_ctx(
         let why = if named_non_root {
             format!(
                 "image has non-numeric user ({}), cannot verify user is non-root",
-                crate::untrusted::printable(img.user.as_deref().unwrap_or_default())
+                crate::term::safe(img.user.as_deref().unwrap_or_default())
             )
         } else if image.is_some() {
             "image will run as root".to_string()

@@ -43,14 +43,6 @@ pub fn shown(s: &str) -> String {
     format!("{cut:?}{more}")
 }
 
-/// `s` with every control character replaced, for messages that quote
-/// text derived from an image.
-pub fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
-        .collect()
-}
-
 /// Whether systemd's `KillSignal=` reads `s` as a signal.
 pub fn signal_ok(s: &str) -> bool {
     if s.bytes().all(|b| b.is_ascii_digit()) {
