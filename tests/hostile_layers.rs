@@ -817,3 +817,105 @@ fn default_limits_are_the_documented_ones() {
         assert!(doc.contains(row), "docs/images.md lacks {row:?}");
     }
 }
+
+// ---- memory: what tar keeps in memory for one entry ----
+
+/// A gzip tar stream (concatenated members) of one pax extended header
+/// whose single `comment` record is 512 MiB long, followed by a small file
+/// `hello` and the end of the archive. tar readers keep a pax header (like
+/// a GNU long name) in memory whole; the record itself is legal, so only a
+/// bound on its size stops it.
+fn pax_header_bomb() -> Vec<u8> {
+    const CHUNK: usize = 16 << 20;
+    const SIZE: usize = 32 * CHUNK;
+    let gz = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    let mut h = tar::Header::new_ustar();
+    h.set_path("PaxHeaders/hello").unwrap();
+    h.set_size(SIZE as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_cksum();
+    let prefix = format!("{SIZE} comment=");
+    let mut first = prefix.clone().into_bytes();
+    first.resize(CHUNK, b'a');
+    let mut out = gz(h.as_bytes());
+    out.extend(gz(&first));
+    let full = gz(&vec![b'a'; CHUNK]);
+    for _ in 0..30 {
+        out.extend_from_slice(&full);
+    }
+    let mut last = vec![b'a'; CHUNK - 1];
+    last.push(b'\n');
+    let mut tail = tar::Builder::new(Vec::new());
+    let mut f = tar::Header::new_ustar();
+    f.set_size(5);
+    f.set_mode(0o644);
+    f.set_uid(0);
+    f.set_gid(0);
+    f.set_mtime(0);
+    tail.append_data(&mut f, "hello", &b"hello"[..]).unwrap();
+    last.extend(tail.into_inner().unwrap());
+    out.extend(gz(&last));
+    out
+}
+
+/// `podc image ARGS...` with its peak RSS in kB (via /usr/bin/time).
+fn image_peak_rss(root: &Path, args: &[&std::ffi::OsStr]) -> (std::process::Output, u64) {
+    let o = std::process::Command::new("/usr/bin/time")
+        .args(["-f", "%M"])
+        .arg(env!("CARGO_BIN_EXE_podc"))
+        .arg("--root")
+        .arg(root)
+        .arg("image")
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let rss = err.lines().last().and_then(|l| l.trim().parse().ok());
+    (
+        o,
+        rss.unwrap_or_else(|| panic!("no RSS from /usr/bin/time in {err}")),
+    )
+}
+
+/// A 512 MiB pax header in a few hundred kB of gzip, as a rootfs tarball
+/// (read by the archive scan) and as a layer of an OCI layout (read by the
+/// layer unpacker): both are refused with an error naming the header, and
+/// podc's memory stays far below the header's size.
+#[test]
+fn huge_pax_header_is_refused_in_bounded_memory() {
+    let t = tempfile::tempdir().unwrap();
+    let blob = pax_header_bomb();
+    assert!(blob.len() < 8 << 20, "{}", blob.len());
+    let f = t.path().join("pax.tar.gz");
+    std::fs::write(&f, &blob).unwrap();
+    let img = TestImage::new(vec![bomb_layer(blob)], busybox_config());
+    let layout = t.path().join("layout");
+    write_oci_layout(&img, &layout, Some("pax:1"));
+    let runs: [(&str, Vec<&std::ffi::OsStr>); 2] = [
+        (
+            "rootfs",
+            vec![
+                "import".as_ref(),
+                f.as_os_str(),
+                "--name".as_ref(),
+                "p:1".as_ref(),
+            ],
+        ),
+        ("layout", vec!["import".as_ref(), layout.as_os_str()]),
+    ];
+    for (what, args) in runs {
+        let root = t.path().join(format!("root-{what}"));
+        let (o, rss) = image_peak_rss(&root, &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{what}: imported: {err}");
+        assert!(err.contains("tar headers of one entry"), "{what}: {err}");
+        assert!(rss < 128 << 10, "{what}: peak RSS {rss} kB");
+        assert_store_empty(&root);
+    }
+}

@@ -21,7 +21,7 @@
 //! The tar stream is read entry by entry; file contents are copied with a
 //! fixed buffer, so memory does not grow with the layer size.
 
-use super::limits::Limits;
+use super::limits::{drain_entry, header_budgeted, Limits};
 use anyhow::{anyhow, bail, Context, Result};
 use rustix::fs::{
     self, AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags,
@@ -739,12 +739,15 @@ pub fn unpack_layer<R: Read>(reader: R, dest: &Path, caps: &LayerCaps) -> Result
         deferred: Deferred::default(),
         buf: vec![0u8; 256 * 1024],
     };
+    let (reader, budget) = header_budgeted(reader);
     let mut ar = tar::Archive::new(reader);
-    for entry in ar.entries().context("reading layer tar")? {
+    let mut entries = ar.entries().context("reading layer tar")?;
+    while let Some(entry) = budget.next(&mut entries) {
         let mut e = entry.context("reading layer tar entry")?;
         u.stats.entries += 1;
         caps.check_entries(u.stats.entries)?;
         u.entry(&mut e)?;
+        drain_entry(&mut e).context("reading layer tar entry")?;
     }
     let Unpacker {
         root,
