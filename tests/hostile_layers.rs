@@ -919,3 +919,51 @@ fn huge_pax_header_is_refused_in_bounded_memory() {
         assert_store_empty(&root);
     }
 }
+
+/// An entry path longer than PATH_MAX (here 2,500 nested directories in a
+/// GNU long name) names nothing a process in the container could open, and
+/// unpacking work grows with its square (every parent is opened, recorded
+/// and reopened from the layer root), as does walking the tree later
+/// (export recurses per directory): it is refused, naming the length.
+#[test]
+fn entry_paths_longer_than_path_max_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let deep = format!("{}f", "d/".repeat(2500));
+    let header = |size: u64| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h
+    };
+    for what in ["file", "link"] {
+        let mut b = tar::Builder::new(Vec::new());
+        if what == "file" {
+            b.append_data(&mut header(1), &deep, &b"x"[..]).unwrap();
+        } else {
+            b.append_data(&mut header(1), "f", &b"x"[..]).unwrap();
+            let mut h = header(0);
+            h.set_entry_type(tar::EntryType::Link);
+            b.append_link(&mut h, "l", &deep).unwrap();
+        }
+        let raw = b.into_inner().unwrap();
+        let blob = compress(&raw, Compression::Gzip);
+        let l = Layer {
+            digest: podc::image::Digest::of_bytes(&blob),
+            diff_id: podc::image::Digest::of_bytes(&raw),
+            media_type: Compression::Gzip.layer_media_type(),
+            raw,
+            blob,
+        };
+        let img = TestImage::new(vec![l], busybox_config());
+        let layout = t.path().join(format!("layout-{what}"));
+        write_oci_layout(&img, &layout, Some("deep:1"));
+        let root = t.path().join(format!("root-{what}"));
+        let o = run_err(podc(&root).args(["image", "import"]).arg(&layout));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("5001 bytes long"), "{what}: {err}");
+        assert_store_empty(&root);
+    }
+}

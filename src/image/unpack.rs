@@ -176,12 +176,24 @@ pub fn safe_rel_path(raw: &[u8]) -> Result<Option<PathBuf>> {
             c => out.push(OsStr::from_bytes(c)),
         }
     }
+    // "/" + the path + NUL must fit PATH_MAX: a longer one names nothing
+    // a process can open, and its depth is work for every walk of the tree.
+    let len = out.as_os_str().len();
+    if len + 2 > PATH_MAX {
+        bail!(
+            "entry {} is {len} bytes long, more than a path can be (PATH_MAX {PATH_MAX}): rejected",
+            crate::untrusted::shown(&shown)
+        );
+    }
     Ok(if out.as_os_str().is_empty() {
         None
     } else {
         Some(out)
     })
 }
+
+/// Linux's longest path, including its NUL.
+const PATH_MAX: usize = 4096;
 
 fn rustix_err(e: rustix::io::Errno) -> io::Error {
     io::Error::from_raw_os_error(e.raw_os_error())
@@ -792,6 +804,10 @@ mod tests {
             .to_string()
             .contains("'..'"));
         assert!(safe_rel_path(b"..").is_err());
+        let long = format!("./{}", "d/".repeat(2047));
+        assert!(safe_rel_path(long.as_bytes()).unwrap().is_some());
+        let e = safe_rel_path(format!("{long}x").as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("is 4095 bytes long"), "{e}");
     }
 
     #[test]
