@@ -967,3 +967,33 @@ fn entry_paths_longer_than_path_max_are_refused() {
         assert_store_empty(&root);
     }
 }
+
+/// maxLayerEntries bounds the inodes a layer makes: a directory that an
+/// entry's path implies, without an entry of its own, is made all the
+/// same, so it counts. One file 1,500 directories deep (a 3 KB name) is
+/// refused under a cap of 1,000 entries, and nothing of it is left.
+#[test]
+fn implied_directories_count_as_entries() {
+    let t = tempfile::tempdir().unwrap();
+    let deep = format!("{}f", "d/".repeat(1500));
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    b.append_data(&mut h, &deep, &b"x"[..]).unwrap();
+    let f = t.path().join("deep.tar");
+    std::fs::write(&f, b.into_inner().unwrap()).unwrap();
+    let root = t.path().join("root");
+    set_limits(&root, SMALL);
+    let o = run_err(
+        podc(&root)
+            .args(["image", "import"])
+            .arg(&f)
+            .args(["--name", "deep:1"]),
+    );
+    assert_limit_error(&o, "maxLayerEntries");
+    assert_store_empty(&root);
+}

@@ -74,7 +74,8 @@ impl LayerCaps<'_> {
 pub struct UnpackStats {
     /// Sum of the sizes of the regular files written.
     pub size: u64,
-    /// Number of tar entries processed.
+    /// Number of tar entries processed, plus the directories their paths
+    /// implied (created without an entry of their own).
     pub entries: u64,
 }
 
@@ -553,11 +554,15 @@ struct Unpacker<'a> {
 }
 
 impl Unpacker<'_> {
-    /// Opens the parent of `rel` (creating missing directories).
+    /// Opens the parent of `rel` (creating missing directories). Each
+    /// directory created counts as an entry: the entries cap bounds the
+    /// inodes a layer makes, and one path can imply a thousand directories.
     fn parent(&mut self, rel: &Path, shown: &str) -> Result<OwnedFd> {
         let mut created = Vec::new();
         let r = open_parent(self.root.as_fd(), rel, shown, Some(&mut created));
+        self.stats.entries += created.len() as u64;
         self.deferred.implicit(created);
+        self.caps.check_entries(self.stats.entries)?;
         r
     }
 
