@@ -817,3 +817,248 @@ fn default_limits_are_the_documented_ones() {
         assert!(doc.contains(row), "docs/images.md lacks {row:?}");
     }
 }
+
+// ---- memory: what tar keeps in memory for one entry ----
+
+/// A gzip tar stream (concatenated members) of one pax extended header
+/// whose single `comment` record is 512 MiB long, followed by a small file
+/// `hello` and the end of the archive. tar readers keep a pax header (like
+/// a GNU long name) in memory whole; the record itself is legal, so only a
+/// bound on its size stops it.
+fn pax_header_bomb() -> Vec<u8> {
+    const CHUNK: usize = 16 << 20;
+    const SIZE: usize = 32 * CHUNK;
+    let gz = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    let mut h = tar::Header::new_ustar();
+    h.set_path("PaxHeaders/hello").unwrap();
+    h.set_size(SIZE as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_cksum();
+    let prefix = format!("{SIZE} comment=");
+    let mut first = prefix.clone().into_bytes();
+    first.resize(CHUNK, b'a');
+    let mut out = gz(h.as_bytes());
+    out.extend(gz(&first));
+    let full = gz(&vec![b'a'; CHUNK]);
+    for _ in 0..30 {
+        out.extend_from_slice(&full);
+    }
+    let mut last = vec![b'a'; CHUNK - 1];
+    last.push(b'\n');
+    let mut tail = tar::Builder::new(Vec::new());
+    let mut f = tar::Header::new_ustar();
+    f.set_size(5);
+    f.set_mode(0o644);
+    f.set_uid(0);
+    f.set_gid(0);
+    f.set_mtime(0);
+    tail.append_data(&mut f, "hello", &b"hello"[..]).unwrap();
+    last.extend(tail.into_inner().unwrap());
+    out.extend(gz(&last));
+    out
+}
+
+/// `podc image ARGS...` with its peak RSS in kB (via /usr/bin/time).
+fn image_peak_rss(root: &Path, args: &[&std::ffi::OsStr]) -> (std::process::Output, u64) {
+    let o = std::process::Command::new("/usr/bin/time")
+        .args(["-f", "%M"])
+        .arg(env!("CARGO_BIN_EXE_podc"))
+        .arg("--root")
+        .arg(root)
+        .arg("image")
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let rss = err.lines().last().and_then(|l| l.trim().parse().ok());
+    (
+        o,
+        rss.unwrap_or_else(|| panic!("no RSS from /usr/bin/time in {err}")),
+    )
+}
+
+/// A 512 MiB pax header in a few hundred kB of gzip, as a rootfs tarball
+/// (read by the archive scan) and as a layer of an OCI layout (read by the
+/// layer unpacker): both are refused with an error naming the header, and
+/// podc's memory stays far below the header's size.
+#[test]
+fn huge_pax_header_is_refused_in_bounded_memory() {
+    let t = tempfile::tempdir().unwrap();
+    let blob = pax_header_bomb();
+    assert!(blob.len() < 8 << 20, "{}", blob.len());
+    let f = t.path().join("pax.tar.gz");
+    std::fs::write(&f, &blob).unwrap();
+    let img = TestImage::new(vec![bomb_layer(blob)], busybox_config());
+    let layout = t.path().join("layout");
+    write_oci_layout(&img, &layout, Some("pax:1"));
+    let runs: [(&str, Vec<&std::ffi::OsStr>); 2] = [
+        (
+            "rootfs",
+            vec![
+                "import".as_ref(),
+                f.as_os_str(),
+                "--name".as_ref(),
+                "p:1".as_ref(),
+            ],
+        ),
+        ("layout", vec!["import".as_ref(), layout.as_os_str()]),
+    ];
+    for (what, args) in runs {
+        let root = t.path().join(format!("root-{what}"));
+        let (o, rss) = image_peak_rss(&root, &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{what}: imported: {err}");
+        assert!(err.contains("tar headers of one entry"), "{what}: {err}");
+        assert!(rss < 128 << 10, "{what}: peak RSS {rss} kB");
+        assert_store_empty(&root);
+    }
+}
+
+/// An entry path longer than PATH_MAX (here 2,500 nested directories in a
+/// GNU long name) names nothing a process in the container could open, and
+/// unpacking work grows with its square (every parent is opened, recorded
+/// and reopened from the layer root), as does walking the tree later
+/// (export recurses per directory): it is refused, naming the length.
+#[test]
+fn entry_paths_longer_than_path_max_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let deep = format!("{}f", "d/".repeat(2500));
+    let header = |size: u64| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h
+    };
+    for what in ["file", "link"] {
+        let mut b = tar::Builder::new(Vec::new());
+        if what == "file" {
+            b.append_data(&mut header(1), &deep, &b"x"[..]).unwrap();
+        } else {
+            b.append_data(&mut header(1), "f", &b"x"[..]).unwrap();
+            let mut h = header(0);
+            h.set_entry_type(tar::EntryType::Link);
+            b.append_link(&mut h, "l", &deep).unwrap();
+        }
+        let raw = b.into_inner().unwrap();
+        let blob = compress(&raw, Compression::Gzip);
+        let l = Layer {
+            digest: podc::image::Digest::of_bytes(&blob),
+            diff_id: podc::image::Digest::of_bytes(&raw),
+            media_type: Compression::Gzip.layer_media_type(),
+            raw,
+            blob,
+        };
+        let img = TestImage::new(vec![l], busybox_config());
+        let layout = t.path().join(format!("layout-{what}"));
+        write_oci_layout(&img, &layout, Some("deep:1"));
+        let root = t.path().join(format!("root-{what}"));
+        let o = run_err(podc(&root).args(["image", "import"]).arg(&layout));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("5001 bytes long"), "{what}: {err}");
+        assert_store_empty(&root);
+    }
+}
+
+/// maxLayerEntries bounds the inodes a layer makes: a directory that an
+/// entry's path implies, without an entry of its own, is made all the
+/// same, so it counts. One file 1,500 directories deep (a 3 KB name) is
+/// refused under a cap of 1,000 entries, and nothing of it is left.
+#[test]
+fn implied_directories_count_as_entries() {
+    let t = tempfile::tempdir().unwrap();
+    let deep = format!("{}f", "d/".repeat(1500));
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    b.append_data(&mut h, &deep, &b"x"[..]).unwrap();
+    let f = t.path().join("deep.tar");
+    std::fs::write(&f, b.into_inner().unwrap()).unwrap();
+    let root = t.path().join("root");
+    set_limits(&root, SMALL);
+    let o = run_err(
+        podc(&root)
+            .args(["image", "import"])
+            .arg(&f)
+            .args(["--name", "deep:1"]),
+    );
+    assert_limit_error(&o, "maxLayerEntries");
+    assert_store_empty(&root);
+}
+
+/// Directory metadata waits for the end of the layer; what it costs must
+/// grow with the number of directories, not with their depth times their
+/// number. 20 files, each 1,900 directories deep below its own top
+/// directory (38,000 directories, 76 KB of names), unpack with their
+/// metadata applied, owner, mode and time, on the deepest and the top
+/// directories alike, in the time making the directories takes (when
+/// each directory's metadata was applied by reopening it from the layer
+/// root, this took 15 times as long: minutes).
+#[test]
+fn deep_directories_cost_no_more_than_many() {
+    let t = tempfile::tempdir().unwrap();
+    let header = |kind: tar::EntryType, size: u64, mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_000_000);
+        h
+    };
+    // short enough that the test can still stat the deepest by its path
+    let chain = format!("{}d", "d/".repeat(1899));
+    let mut b = tar::Builder::new(Vec::new());
+    for i in 0..20 {
+        let f = format!("c{i}/{chain}/f");
+        b.append_data(
+            &mut header(tar::EntryType::Regular, 1, 0o644),
+            &f,
+            &b"x"[..],
+        )
+        .unwrap();
+        let d = format!("c{i}/{chain}/");
+        let mut h = header(tar::EntryType::Directory, 0, 0o710);
+        b.append_data(&mut h, &d, std::io::empty()).unwrap();
+        let mut h = header(tar::EntryType::Directory, 0, 0o750);
+        b.append_data(&mut h, format!("c{i}/"), std::io::empty())
+            .unwrap();
+    }
+    let f = t.path().join("deep.tar");
+    std::fs::write(&f, b.into_inner().unwrap()).unwrap();
+    let root = t.path().join("root");
+    let started = std::time::Instant::now();
+    run_ok(
+        podc(&root)
+            .args(["image", "import"])
+            .arg(&f)
+            .args(["--name", "deep:1"]),
+    );
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(60), "took {took:?}");
+    let layers = root.join("images/layers");
+    let layer = std::fs::read_dir(&layers).unwrap().next().unwrap().unwrap();
+    let diff = layer.path().join("diff");
+    for i in [0, 19] {
+        let top = diff.join(format!("c{i}"));
+        let m = std::fs::symlink_metadata(&top).unwrap();
+        assert_eq!((m.mode() & 0o7777, m.mtime()), (0o750, 1_000_000));
+        let m = std::fs::symlink_metadata(top.join(&chain)).unwrap();
+        assert_eq!((m.mode() & 0o7777, m.mtime()), (0o710, 1_000_000));
+        let m = std::fs::symlink_metadata(top.join("d/d")).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o755);
+    }
+}

@@ -863,3 +863,43 @@ proptest! {
         check_case(&c)?;
     }
 }
+
+/// runAsNonRoot against an image whose numeric `User` spells uid 0 another
+/// way ("00", "+0", "0000:0"): the kubelet parses the number and refuses
+/// the container (CreateContainerConfigError), and so does podc's plan,
+/// instead of comparing text with "0" and leaving the refusal to the
+/// joiner at start.
+#[test]
+fn run_as_non_root_reads_the_image_user_as_a_number() {
+    let y = pod("").replace(
+        "spec:\n",
+        "spec:\n  securityContext: {runAsNonRoot: true}\n",
+    );
+    for user in ["00", "+0", "0000:0"] {
+        let mut img = image(&["/bin/true"]);
+        img.user = Some(user.into());
+        img.user_ids = Some(Ok(user.into()));
+        let c = build(&y, img).unwrap_or_else(|d| panic!("{user}: {d:#?}"));
+        let u = container_unit(&c);
+        let d = directives(u);
+        let err = d.iter().find(|d| d.key == "X-PodcConfigError");
+        assert!(
+            err.is_some_and(|e| e.value.contains("image will run as root")),
+            "{user}:\n{}",
+            u.text
+        );
+        assert!(
+            !exec_start(u).contains(&text("--user")),
+            "{user}:\n{}",
+            u.text
+        );
+    }
+    // Another uid written with a leading zero or sign is that uid.
+    let mut img = image(&["/bin/true"]);
+    img.user = Some("+01000".into());
+    img.user_ids = Some(Ok("+01000".into()));
+    let c = build(&y, img).unwrap_or_else(|d| panic!("{d:#?}"));
+    let argv = exec_start(container_unit(&c));
+    let at = argv.iter().position(|w| *w == text("--user")).unwrap();
+    assert_eq!(argv[at + 1], text("1000:0"));
+}

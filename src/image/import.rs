@@ -7,7 +7,7 @@
 //! compressed archive of a layout is first extracted into the store's
 //! staging area.
 
-use super::limits::Capped;
+use super::limits::{drain_entry, header_budgeted, Capped, HeaderBudget};
 use super::reference::{Digest, Reference};
 use super::store::{
     ConfigFile, Descriptor, Image, Index, Manifest, Platform, Store, WriteTxn, MAX_JSON,
@@ -143,29 +143,36 @@ struct Scan {
 
 /// Lists tar member names and data offsets, stopping early once a name
 /// shows the tar is a root filesystem rather than an image archive.
+/// `budget` bounds each entry's headers (see [`HeaderBudget`]); `drain`
+/// reads each entry's contents through, as a stream that cannot seek
+/// requires.
 fn scan<'a, R: Read + 'a>(
-    entries: impl Iterator<Item = io::Result<tar::Entry<'a, R>>>,
+    mut entries: impl Iterator<Item = io::Result<tar::Entry<'a, R>>>,
+    budget: &HeaderBudget,
+    drain: bool,
 ) -> Result<Scan> {
     let mut out = Scan {
         names: Vec::new(),
         members: HashMap::new(),
         complete: false,
     };
-    for e in entries {
-        let e = e.context("reading archive")?;
+    while let Some(e) = budget.next(&mut entries) {
+        let mut e = e.context("reading archive")?;
         let raw = e.path_bytes();
-        let Some(rel) = unpack::safe_rel_path(&raw).ok().flatten() else {
-            continue;
-        };
-        let name = rel.to_string_lossy().into_owned();
-        if !archive_vocabulary(&name) {
-            return Ok(out);
+        if let Some(rel) = unpack::safe_rel_path(&raw).ok().flatten() {
+            let name = rel.to_string_lossy().into_owned();
+            if !archive_vocabulary(&name) {
+                return Ok(out);
+            }
+            if e.header().entry_type().is_file() {
+                out.members
+                    .insert(name.clone(), (e.raw_file_position(), e.size()));
+            }
+            out.names.push(name);
         }
-        if e.header().entry_type().is_file() {
-            out.members
-                .insert(name.clone(), (e.raw_file_position(), e.size()));
+        if drain {
+            drain_entry(&mut e).context("reading archive")?;
         }
-        out.names.push(name);
     }
     out.complete = true;
     Ok(out)
@@ -256,8 +263,10 @@ impl Store {
             let n = File::open(path)?.read(&mut head)?;
             let compression = Compression::sniff(&head[..n]);
             if compression == Compression::None {
-                let mut ar = tar::Archive::new(File::open(path)?);
-                let found = scan(ar.entries_with_seek().context("reading archive")?)
+                let (file, budget) = header_budgeted(File::open(path)?);
+                let mut ar = tar::Archive::new(file);
+                let entries = ar.entries_with_seek().context("reading archive")?;
+                let found = scan(entries, &budget, false)
                     .with_context(|| format!("{} is not a tar archive", path.display()))?;
                 let kind = classify(&found.names);
                 let src = TarSource {
@@ -270,8 +279,10 @@ impl Store {
                     _ => vec![import_rootfs(&txn, path, name.as_ref())?],
                 }
             } else {
-                let mut ar = tar::Archive::new(capped_archive(&txn, path)?);
-                let found = scan(ar.entries().context("reading archive")?).with_context(|| {
+                let (stream, budget) = header_budgeted(capped_archive(&txn, path)?);
+                let mut ar = tar::Archive::new(stream);
+                let entries = ar.entries().context("reading archive")?;
+                let found = scan(entries, &budget, true).with_context(|| {
                     format!("{} is not a compressed tar archive", path.display())
                 })?;
                 let kind = if found.complete {
@@ -315,33 +326,44 @@ fn capped_archive<'a>(txn: &WriteTxn, path: &Path) -> Result<Capped<Box<dyn Read
 
 /// Extracts the regular files of a (compressed) image archive.
 fn extract_archive(txn: &WriteTxn, path: &Path, dir: &Path) -> Result<()> {
-    let mut ar = tar::Archive::new(capped_archive(txn, path)?);
+    let (stream, budget) = header_budgeted(capped_archive(txn, path)?);
+    let mut ar = tar::Archive::new(stream);
     let limits = txn.limits()?;
-    for (n, e) in ar.entries()?.enumerate() {
-        if n as u64 >= limits.max_layer_entries {
+    let mut entries = ar.entries()?;
+    let mut n = 0u64;
+    while let Some(e) = budget.next(&mut entries) {
+        if n >= limits.max_layer_entries {
             let what = format!(
                 "the archive has more than {} entries",
                 limits.max_layer_entries
             );
             return Err(limits.exceeded("maxLayerEntries", what).into());
         }
+        n += 1;
         let mut e = e?;
-        let raw = e.path_bytes().into_owned();
-        let Some(rel) = unpack::safe_rel_path(&raw)? else {
-            continue;
-        };
-        let p = dir.join(&rel);
-        match e.header().entry_type() {
-            t if t.is_dir() => fs::create_dir_all(&p)?,
-            t if t.is_file() => {
-                if let Some(parent) = p.parent() {
-                    fs::create_dir_all(parent)?;
-                }
-                let mut f = File::create(&p)?;
-                io::copy(&mut e, &mut f)?;
+        extract_entry(&mut e, dir)?;
+        drain_entry(&mut e)?;
+    }
+    Ok(())
+}
+
+/// Extracts one directory or regular file of an image archive below `dir`.
+fn extract_entry<R: Read>(e: &mut tar::Entry<'_, R>, dir: &Path) -> Result<()> {
+    let raw = e.path_bytes().into_owned();
+    let Some(rel) = unpack::safe_rel_path(&raw)? else {
+        return Ok(());
+    };
+    let p = dir.join(&rel);
+    match e.header().entry_type() {
+        t if t.is_dir() => fs::create_dir_all(&p)?,
+        t if t.is_file() => {
+            if let Some(parent) = p.parent() {
+                fs::create_dir_all(parent)?;
             }
-            _ => {}
+            let mut f = File::create(&p)?;
+            io::copy(e, &mut f)?;
         }
+        _ => {}
     }
     Ok(())
 }

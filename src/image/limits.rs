@@ -14,9 +14,11 @@
 
 use anyhow::{anyhow, Context, Result};
 use serde::Deserialize;
+use std::cell::Cell;
 use std::fmt;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 /// The file under the podc state root that holds the caps.
 pub const LIMITS_FILE: &str = "image-limits.json";
@@ -197,6 +199,84 @@ impl<R: Read> Read for Capped<R> {
     }
 }
 
+/// Most bytes a tar reader may take from the stream while it reads the
+/// headers of one entry: its 512-byte header, a pax extended header, GNU
+/// long names and a GNU sparse map. The tar crate keeps these in memory
+/// whole, and they are legal at any size, so without a bound a few MB of
+/// gzip could make podc allocate gigabytes. Real ones are far smaller
+/// (Linux caps an xattr value at 64 KiB and a path at 4 KiB).
+pub const MAX_ENTRY_HEADERS: u64 = 1 << 20;
+
+/// A reader for a tar archive that fails once the headers of one entry
+/// take more than [`MAX_ENTRY_HEADERS`] bytes. The bound is on while
+/// [`HeaderBudget::next`] fetches an entry and off while the caller reads
+/// the entry's contents, so the caller must consume each entry fully
+/// ([`drain_entry`]) before it asks for the next one: what is left of an
+/// entry would otherwise be skipped under the bound. Seeking (an archive
+/// read with `entries_with_seek`) is not counted.
+pub struct HeaderBudgeted<R> {
+    inner: R,
+    left: Rc<Cell<Option<u64>>>,
+}
+
+/// Switches the bound of a [`HeaderBudgeted`] reader on around each entry.
+pub struct HeaderBudget {
+    left: Rc<Cell<Option<u64>>>,
+}
+
+/// `inner` wrapped for a tar reader, and the handle that bounds it.
+pub fn header_budgeted<R>(inner: R) -> (HeaderBudgeted<R>, HeaderBudget) {
+    let left = Rc::new(Cell::new(None));
+    (
+        HeaderBudgeted {
+            inner,
+            left: left.clone(),
+        },
+        HeaderBudget { left },
+    )
+}
+
+impl HeaderBudget {
+    /// The next item of `entries` (a tar crate entry iterator over a
+    /// [`HeaderBudgeted`] reader), with its headers bounded.
+    pub fn next<I: Iterator>(&self, entries: &mut I) -> Option<I::Item> {
+        self.left.set(Some(MAX_ENTRY_HEADERS));
+        let item = entries.next();
+        self.left.set(None);
+        item
+    }
+}
+
+/// Reads what is left of a tar entry, so the next one starts at a header.
+pub fn drain_entry(e: &mut impl Read) -> io::Result<u64> {
+    io::copy(e, &mut io::sink())
+}
+
+impl<R: Read> Read for HeaderBudgeted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(left) = self.left.get() else {
+            return self.inner.read(buf);
+        };
+        let want = buf
+            .len()
+            .min(left.saturating_add(1).try_into().unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n as u64 > left {
+            return Err(io::Error::other(format!(
+                "the tar headers of one entry (pax records, GNU long names, sparse map) are longer than {MAX_ENTRY_HEADERS} bytes: rejected"
+            )));
+        }
+        self.left.set(Some(left - n as u64));
+        Ok(n)
+    }
+}
+
+impl<R: io::Seek> io::Seek for HeaderBudgeted<R> {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,5 +311,29 @@ mod tests {
         let mut over = Capped::new(&[0u8; 11][..], 10, l.exceeded("maxLayerSize", "x".into()));
         let e = io::copy(&mut over, &mut io::sink()).unwrap_err();
         assert!(e.to_string().contains("maxLayerSize"), "{e}");
+    }
+
+    #[test]
+    fn long_names_are_bounded_per_entry() {
+        let tar_of = |name_len: usize| {
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_size(1);
+            h.set_mode(0o644);
+            h.set_mtime(0);
+            let name = "n".repeat(name_len);
+            b.append_data(&mut h, name, &b"x"[..]).unwrap();
+            b.into_inner().unwrap()
+        };
+        let first = |data: Vec<u8>| {
+            let (r, budget) = header_budgeted(io::Cursor::new(data));
+            let mut ar = tar::Archive::new(r);
+            let mut entries = ar.entries().unwrap();
+            let e = budget.next(&mut entries).unwrap();
+            e.map(|e| e.path_bytes().len())
+        };
+        assert_eq!(first(tar_of(200 << 10)).unwrap(), 200 << 10);
+        let e = first(tar_of(2 << 20)).unwrap_err();
+        assert!(e.to_string().contains("tar headers of one entry"), "{e}");
     }
 }

@@ -14,14 +14,14 @@
 //! nothing is ever reached by following a symlink, so nothing can land or
 //! change outside the layer directory. Directory metadata, applied at the
 //! end, lands only on the very directory created for the entry (same device
-//! and inode, reopened without following symlinks): a name that later became
-//! a symlink, a file or another directory is skipped. A rejected layer fails
+//! and inode, found by one walk of the layer that never follows a symlink):
+//! a name that later became a symlink or a file is skipped. A rejected layer fails
 //! the whole import.
 //!
 //! The tar stream is read entry by entry; file contents are copied with a
 //! fixed buffer, so memory does not grow with the layer size.
 
-use super::limits::Limits;
+use super::limits::{drain_entry, header_budgeted, Limits};
 use anyhow::{anyhow, bail, Context, Result};
 use rustix::fs::{
     self, AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags,
@@ -74,7 +74,8 @@ impl LayerCaps<'_> {
 pub struct UnpackStats {
     /// Sum of the sizes of the regular files written.
     pub size: u64,
-    /// Number of tar entries processed.
+    /// Number of tar entries processed, plus the directories their paths
+    /// implied (created without an entry of their own).
     pub entries: u64,
 }
 
@@ -176,12 +177,24 @@ pub fn safe_rel_path(raw: &[u8]) -> Result<Option<PathBuf>> {
             c => out.push(OsStr::from_bytes(c)),
         }
     }
+    // "/" + the path + NUL must fit PATH_MAX: a longer one names nothing
+    // a process can open, and its depth is work for every walk of the tree.
+    let len = out.as_os_str().len();
+    if len + 2 > PATH_MAX {
+        bail!(
+            "entry {} is {len} bytes long, more than a path can be (PATH_MAX {PATH_MAX}): rejected",
+            crate::untrusted::shown(&shown)
+        );
+    }
     Ok(if out.as_os_str().is_empty() {
         None
     } else {
         Some(out)
     })
 }
+
+/// Linux's longest path, including its NUL.
+const PATH_MAX: usize = 4096;
 
 fn rustix_err(e: rustix::io::Errno) -> io::Error {
     io::Error::from_raw_os_error(e.raw_os_error())
@@ -222,7 +235,7 @@ fn open_parent(
     root: BorrowedFd<'_>,
     rel: &Path,
     shown: &str,
-    mut created: Option<&mut Vec<(PathBuf, DirId)>>,
+    mut created: Option<&mut Vec<DirId>>,
 ) -> Result<OwnedFd> {
     let mut cur = fs::openat(root, ".", dir_flags(), Mode::empty()).map_err(rustix_err)?;
     let mut sofar = PathBuf::new();
@@ -239,7 +252,7 @@ fn open_parent(
                     .map_err(rustix_err)
                     .with_context(|| format!("creating {sofar:?}"))?;
                 let fd = fs::openat(&cur, name, dir_flags(), Mode::empty()).map_err(rustix_err)?;
-                list.push((sofar.clone(), dir_id(fd.as_fd())?));
+                list.push(dir_id(fd.as_fd())?);
                 fd
             }
             Err(Errno::LOOP | Errno::NOTDIR) => {
@@ -430,65 +443,124 @@ fn mknod(dir: BorrowedFd<'_>, name: &OsStr, kind: FileType, mode: u32, dev: fs::
 pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
 /// Directories whose owner/mode/times wait for the end of the layer (so
-/// read-only ones can still be filled and children don't bump mtimes), each
-/// with the identity of the directory created for it. Metadata lands only on
-/// that very directory, reopened without following symlinks: never on what
-/// a later entry put in its place (a symlink to a host file, a regular file).
+/// read-only ones can still be filled and children don't bump mtimes), by
+/// the identity of the directory created for them. At the end one walk of
+/// the layer's directories (never through a symlink) applies them, children
+/// before parents: metadata lands only on that very directory, never on
+/// what a later entry put in its place (a symlink to a host file, a regular
+/// file). Kept by identity, not by path, so the memory and the work grow
+/// with the number of directories, not with their depth as well.
 #[derive(Default)]
 struct Deferred {
-    /// relative path → (directory identity, metadata; `None` for a parent
-    /// the layer did not list, which gets mode 0755)
-    dirs: HashMap<PathBuf, (DirId, Option<Meta>)>,
+    /// directory identity → metadata; `None` for a parent the layer did not
+    /// list, which gets mode 0755. A directory just created replaces what
+    /// a removed one with the same (reused) inode left here.
+    dirs: HashMap<DirId, Option<Meta>>,
 }
 
 impl Deferred {
-    fn implicit(&mut self, created: Vec<(PathBuf, DirId)>) {
-        for (p, id) in created {
-            self.dirs.entry(p).or_insert((id, None));
+    fn implicit(&mut self, created: &[DirId]) {
+        for id in created {
+            self.dirs.insert(*id, None);
         }
     }
 
-    fn explicit(&mut self, rel: PathBuf, id: DirId, meta: Meta) {
-        self.dirs.insert(rel, (id, Some(meta)));
+    fn explicit(&mut self, id: DirId, meta: Meta) {
+        self.dirs.insert(id, Some(meta));
     }
 
-    /// Applies the metadata, deepest first.
-    fn apply(self, root: BorrowedFd<'_>, is_root: bool) -> Result<()> {
-        let mut dirs: Vec<_> = self.dirs.into_iter().collect();
-        dirs.sort_by(|a, b| b.0.cmp(&a.0));
-        for (rel, (id, meta)) in dirs {
-            let shown = rel.display().to_string();
-            let Some(fd) = reopen_dir(root, &rel)? else {
-                continue;
+    /// Applies the metadata in one depth-first walk from `root` that holds
+    /// one directory open at a time: it goes down by name and back up by
+    /// `..` (checked to be the directory it came from).
+    fn apply(mut self, root: BorrowedFd<'_>, is_root: bool) -> Result<()> {
+        let mut cur = fs::openat(root, ".", dir_flags(), Mode::empty()).map_err(rustix_err)?;
+        // per level walked: its identity, its name and the subdirectories
+        // still to visit
+        let mut stack = vec![(dir_id(cur.as_fd())?, PathBuf::new(), subdirs(cur.as_fd())?)];
+        while !self.dirs.is_empty() {
+            let Some((_, _, todo)) = stack.last_mut() else {
+                break;
             };
-            if dir_id(fd.as_fd())? != id {
+            if let Some(name) = todo.pop() {
+                match fs::openat(&cur, &name, dir_flags(), Mode::empty()) {
+                    Ok(fd) => {
+                        stack.push((
+                            dir_id(fd.as_fd())?,
+                            PathBuf::from(name),
+                            subdirs(fd.as_fd())?,
+                        ));
+                        cur = fd;
+                    }
+                    Err(Errno::NOENT | Errno::LOOP | Errno::NOTDIR) => {}
+                    Err(e) => return Err(rustix_err(e)).context("walking the layer"),
+                }
                 continue;
             }
-            match meta {
-                Some(m) => apply_meta_fd(fd.as_fd(), &m, is_root, &shown)?,
-                None => fs::fchmod(&fd, Mode::from_raw_mode(0o755))
-                    .map_err(rustix_err)
-                    .with_context(|| format!("chmod {shown}"))?,
+            let Some((id, _, _)) = stack.pop() else {
+                break;
+            };
+            let shown: PathBuf = stack.iter().map(|l| l.1.as_path()).collect();
+            let parent = match stack.last() {
+                Some((pid, _, _)) => {
+                    let up = fs::openat(&cur, "..", dir_flags(), Mode::empty())
+                        .map_err(rustix_err)
+                        .context("walking the layer")?;
+                    if dir_id(up.as_fd())? != *pid {
+                        bail!("layer directory {shown:?} moved while it was unpacked");
+                    }
+                    Some(up)
+                }
+                None => None,
+            };
+            if let Some(meta) = self.dirs.remove(&id) {
+                apply_dir_meta(cur.as_fd(), meta, is_root, &shown.display().to_string())?;
+            }
+            match parent {
+                Some(up) => cur = up,
+                None => break,
             }
         }
         Ok(())
     }
 }
 
-/// Reopens the directory `rel` below `root` without following a symlink;
-/// `None` when a later entry replaced it or one of its parents.
-fn reopen_dir(root: BorrowedFd<'_>, rel: &Path) -> Result<Option<OwnedFd>> {
-    let mut cur = fs::openat(root, ".", dir_flags(), Mode::empty()).map_err(rustix_err)?;
-    for c in rel.components() {
-        cur = match fs::openat(&cur, c.as_os_str(), dir_flags(), Mode::empty()) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT | Errno::LOOP | Errno::NOTDIR) => return Ok(None),
-            Err(e) => {
-                return Err(rustix_err(e)).with_context(|| format!("reopening {}", rel.display()))
-            }
-        };
+/// A deferred directory's metadata (its xattrs were set when it was made).
+fn apply_dir_meta(
+    fd: BorrowedFd<'_>,
+    meta: Option<Meta>,
+    is_root: bool,
+    shown: &str,
+) -> Result<()> {
+    match meta {
+        Some(m) => apply_meta_fd(fd, &m, is_root, shown),
+        None => fs::fchmod(fd, Mode::from_raw_mode(0o755))
+            .map_err(rustix_err)
+            .with_context(|| format!("chmod {shown}")),
     }
-    Ok(Some(cur))
+}
+
+/// The names of the subdirectories of the directory `fd` (symlinks are
+/// not directories here).
+fn subdirs(fd: BorrowedFd<'_>) -> Result<Vec<std::ffi::OsString>> {
+    let mut out = Vec::new();
+    for e in fs::Dir::read_from(fd).map_err(rustix_err)? {
+        let e = e.map_err(rustix_err)?;
+        let n = e.file_name().to_bytes();
+        if n == b"." || n == b".." {
+            continue;
+        }
+        let name = OsStr::from_bytes(n);
+        let is_dir = match e.file_type() {
+            FileType::Directory => true,
+            FileType::Unknown => fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory),
+            _ => false,
+        };
+        if is_dir {
+            out.push(name.to_os_string());
+        }
+    }
+    Ok(out)
 }
 
 /// Reads an entry's owner, mode, time and xattrs from its headers.
@@ -541,12 +613,31 @@ struct Unpacker<'a> {
 }
 
 impl Unpacker<'_> {
-    /// Opens the parent of `rel` (creating missing directories).
+    /// Opens the parent of `rel` (creating missing directories). Each
+    /// directory created counts as an entry: the entries cap bounds the
+    /// inodes a layer makes, and one path can imply a thousand directories.
     fn parent(&mut self, rel: &Path, shown: &str) -> Result<OwnedFd> {
         let mut created = Vec::new();
         let r = open_parent(self.root.as_fd(), rel, shown, Some(&mut created));
-        self.deferred.implicit(created);
+        self.stats.entries += created.len() as u64;
+        self.deferred.implicit(&created);
+        self.caps.check_entries(self.stats.entries)?;
         r
+    }
+
+    /// A directory entry's xattrs now (a directory's owner change keeps
+    /// them), its owner, mode and times at the end ([`Deferred`]), so no
+    /// entry's xattrs are held in memory for the rest of the layer.
+    fn directory_meta(&mut self, fd: BorrowedFd<'_>, mut meta: Meta, shown: &str) -> Result<()> {
+        for (k, v) in std::mem::take(&mut meta.xattrs) {
+            fs::fsetxattr(fd, OsStr::from_bytes(&k), &v, XattrFlags::empty())
+                .map_err(rustix_err)
+                .with_context(|| {
+                    format!("setting xattr {} on {shown}", String::from_utf8_lossy(&k))
+                })?;
+        }
+        self.deferred.explicit(dir_id(fd)?, meta);
+        Ok(())
     }
 
     fn entry<R: Read>(&mut self, e: &mut tar::Entry<'_, R>) -> Result<()> {
@@ -557,9 +648,8 @@ impl Unpacker<'_> {
         let etype = e.header().entry_type();
         let Some(rel) = rel else {
             if etype.is_dir() {
-                let id = dir_id(self.root.as_fd())?;
-                self.deferred.explicit(PathBuf::new(), id, meta);
-                return Ok(());
+                let root = self.root.try_clone()?;
+                return self.directory_meta(root.as_fd(), meta, &shown);
             }
             bail!("entry {shown:?} names the layer root but is not a directory");
         };
@@ -571,8 +661,8 @@ impl Unpacker<'_> {
         use tar::EntryType as T;
         match etype {
             T::Directory => {
-                let id = directory(dir.as_fd(), name, &shown)?;
-                self.deferred.explicit(rel, id, meta);
+                let fd = directory(dir.as_fd(), name, &shown)?;
+                self.directory_meta(fd.as_fd(), meta, &shown)?;
             }
             T::Regular | T::Continuous | T::GNUSparse => {
                 self.regular(e, dir.as_fd(), name, &meta, &shown)?
@@ -678,16 +768,16 @@ impl Unpacker<'_> {
 }
 
 /// Makes `name` in `dir` a directory (keeping one that is there) and
-/// returns its identity, for the deferred metadata.
-fn directory(dir: BorrowedFd<'_>, name: &OsStr, shown: &str) -> Result<DirId> {
-    if let Some(id) = clear(dir, name, true)? {
-        return Ok(id);
+/// opens it, never through a symlink.
+fn directory(dir: BorrowedFd<'_>, name: &OsStr, shown: &str) -> Result<OwnedFd> {
+    if clear(dir, name, true)?.is_none() {
+        fs::mkdirat(dir, name, Mode::from_raw_mode(0o755))
+            .map_err(rustix_err)
+            .with_context(|| format!("creating {shown:?}"))?;
     }
-    fs::mkdirat(dir, name, Mode::from_raw_mode(0o755))
+    fs::openat(dir, name, dir_flags(), Mode::empty())
         .map_err(rustix_err)
-        .with_context(|| format!("creating {shown:?}"))?;
-    let fd = fs::openat(dir, name, dir_flags(), Mode::empty()).map_err(rustix_err)?;
-    dir_id(fd.as_fd())
+        .with_context(|| format!("opening {shown:?}"))
 }
 
 /// The file type and device number of a device or fifo entry.
@@ -739,12 +829,15 @@ pub fn unpack_layer<R: Read>(reader: R, dest: &Path, caps: &LayerCaps) -> Result
         deferred: Deferred::default(),
         buf: vec![0u8; 256 * 1024],
     };
+    let (reader, budget) = header_budgeted(reader);
     let mut ar = tar::Archive::new(reader);
-    for entry in ar.entries().context("reading layer tar")? {
+    let mut entries = ar.entries().context("reading layer tar")?;
+    while let Some(entry) = budget.next(&mut entries) {
         let mut e = entry.context("reading layer tar entry")?;
         u.stats.entries += 1;
         caps.check_entries(u.stats.entries)?;
         u.entry(&mut e)?;
+        drain_entry(&mut e).context("reading layer tar entry")?;
     }
     let Unpacker {
         root,
@@ -789,6 +882,10 @@ mod tests {
             .to_string()
             .contains("'..'"));
         assert!(safe_rel_path(b"..").is_err());
+        let long = format!("./{}", "d/".repeat(2047));
+        assert!(safe_rel_path(long.as_bytes()).unwrap().is_some());
+        let e = safe_rel_path(format!("{long}x").as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("is 4095 bytes long"), "{e}");
     }
 
     #[test]
