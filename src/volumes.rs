@@ -938,7 +938,7 @@ fn unmount_and_remove(run_dir: &Path) -> Result<()> {
     if let Some(m) = mounts_under(&info, run_dir).first() {
         bail!("{} is still mounted", m.display());
     }
-    fs::remove_dir_all(run_dir).with_context(|| format!("removing {}", run_dir.display()))
+    crate::perms::remove_tree(run_dir).with_context(|| format!("removing {}", run_dir.display()))
 }
 
 #[cfg(test)]
