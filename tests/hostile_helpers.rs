@@ -105,3 +105,44 @@ fn restart_and_delete_survive_what_a_container_left_in_its_layer_and_volumes() -
     assert_eq!(marker_state(&p), before, "the host marker changed");
     Ok(())
 }
+
+/// `podc-pause oom-check` runs as root on the host in the container's
+/// unit, after the container: it reads its own cgroup from the host's
+/// `/proc/self/cgroup` and the kernel's counters under the host's
+/// `/sys/fs/cgroup`. A root container can change neither: its `/sys` is
+/// read-only (no sub-cgroup, no write to a counter or to the limit), and
+/// what it leaves running is killed with the unit.
+#[test]
+fn a_root_container_cannot_steer_the_oom_check() -> Result {
+    let Some(p) = Podc::boot()? else {
+        return Ok(());
+    };
+    let script = "own=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup); \
+         for a in \"mkdir $own/fake\" \"echo 1 > $own/memory.events\" \"echo max > $own/memory.max\" \
+         \"echo 1 > $own/memory.oom.group\" \"mkdir /sys/fs/cgroup/podc-fake\"; do \
+         sh -c \"$a\" 2>/dev/null && echo \"allowed: $a\"; done > /scratch/tried; \
+         (trap '' TERM; exec sleep 1000) & touch /scratch/done; exec sleep 1000";
+    let mut y = pod_yaml("oc", "", &[("app", script)]);
+    y.push_str(
+        "    resources: {limits: {memory: 64Mi}}\n    volumeMounts: [{name: scratch, mountPath: /scratch}]\n  \
+         volumes: [{name: scratch, emptyDir: {}}]\n",
+    );
+    p.manifest("/srv/oc.yaml", &y);
+    p.apply_ok("/srv/oc.yaml", &[]);
+    let scratch = "/var/lib/podc/pods/default_oc/volumes/scratch";
+    wait_for(&p, &format!("test -e {scratch}/done"));
+    assert_eq!(p.sd.sh_ok(&format!("cat {scratch}/tried")), "");
+    let unit = "podc_default_oc_app.service";
+    let cgroup = format!("/sys/fs/cgroup{}", p.prop(unit, "ControlGroup"));
+    p.sd.sh_ok(&format!("systemctl stop {unit}"));
+    let post = p.prop(unit, "ExecStopPost");
+    assert!(
+        post.contains("oom-check") && post.contains("status=0"),
+        "{post}"
+    );
+    p.sd.sh_ok(&format!(
+        "test ! -e {cgroup} && test ! -e /sys/fs/cgroup/podc-fake && ! pgrep -x 'sleep'"
+    ));
+    p.run_ok(&["delete", "oc"]);
+    Ok(())
+}
