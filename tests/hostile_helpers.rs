@@ -146,3 +146,27 @@ fn a_root_container_cannot_steer_the_oom_check() -> Result {
     p.run_ok(&["delete", "oc"]);
     Ok(())
 }
+
+/// A hostile image whose layer is a tree deeper than the 1024 open files
+/// a shell has: removing and pruning it works, and the store stays usable.
+#[test]
+fn an_image_layer_deeper_than_the_open_file_limit_is_pruned() -> Result {
+    let Some(p) = Podc::boot()? else {
+        return Ok(());
+    };
+    p.sd.sh_ok(
+        "mkdir -p /run/deep-img/root && cd /run/deep-img/root && \
+         i=0; while [ $i -lt 1100 ]; do mkdir d && cd d || exit 1; i=$((i+1)); done; \
+         ln -s /srv marker-link; tar -C /run/deep-img/root -cf /run/deep-img/deep.tar .",
+    );
+    let podc = "ulimit -n 1024; /run/podc-lib/podc image";
+    p.sd.sh_ok(&format!(
+        "{podc} import /run/deep-img/deep.tar --name deep:1"
+    ));
+    let rm = p.sd.sh(&format!("{podc} rm deep:1 && {podc} prune"));
+    assert!(rm.status.success(), "{}", support::podc::show(&rm));
+    p.sd.sh_ok(&format!(
+        "{podc} import /run/deep-img/deep.tar --name deep:2 && {podc} check"
+    ));
+    Ok(())
+}
