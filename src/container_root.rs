@@ -718,7 +718,8 @@ pub(crate) fn fresh_layer(dir: &Path, layers: &[PathBuf]) -> io::Result<()> {
     }
     for name in ["upper", "work", "l"] {
         let p = dir.join(name);
-        match std::fs::remove_dir_all(&p) {
+        // What the container wrote last time: deep trees, links, nodes.
+        match crate::perms::remove_tree(&p) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 return Err(err(format!("removing {}", p.display()), e))
             }

@@ -404,7 +404,7 @@ fn remove_pod_dir(dir: &Path) -> io::Result<()> {
             let _ = umount2(&e.path(), MntFlags::MNT_DETACH);
         }
     }
-    match fs::remove_dir_all(dir) {
+    match crate::perms::remove_tree(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         r => r,
     }

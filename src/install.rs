@@ -660,12 +660,13 @@ pub fn remove_pod(paths: &Paths, pod: &InstalledPod) -> std::io::Result<()> {
     let run = paths.pod_run(&pod.id)?;
     if run.exists() {
         detach_mounts_under(&run);
-        fs::remove_dir_all(&run)?;
+        crate::perms::remove_tree(&run)?;
     }
     let state = paths.pod_state(&pod.id)?;
     if state.exists() {
         detach_mounts_under(&state);
-        fs::remove_dir_all(&state)?;
+        // Holds the containers' writable layers and emptyDirs.
+        crate::perms::remove_tree(&state)?;
     }
     Ok(())
 }

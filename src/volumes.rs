@@ -626,10 +626,18 @@ fn pin_sub_path(v: &Volume, sp: &SubPath) -> Result<()> {
                     Err(e) => return Err(e).with_context(|| format!("creating {part}")),
                 }
                 let fd = open(at).with_context(|| format!("opening {part}"))?;
-                rustix::fs::chmod(
-                    format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)),
-                    Mode::from_raw_mode(root_mode),
-                )?;
+                // Only a directory gets the mode: in a volume another
+                // container writes to meanwhile, the name may now be a
+                // hard link to any file of that file system (a host
+                // file in a hostPath volume), which must keep its mode.
+                if rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode)
+                    == rustix::fs::FileType::Directory
+                {
+                    rustix::fs::chmod(
+                        format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)),
+                        Mode::from_raw_mode(root_mode),
+                    )?;
+                }
                 fd
             }
             Err(rustix::io::Errno::LOOP) => bail!("{part} is a symlink"),
@@ -938,7 +946,7 @@ fn unmount_and_remove(run_dir: &Path) -> Result<()> {
     if let Some(m) = mounts_under(&info, run_dir).first() {
         bail!("{} is still mounted", m.display());
     }
-    fs::remove_dir_all(run_dir).with_context(|| format!("removing {}", run_dir.display()))
+    crate::perms::remove_tree(run_dir).with_context(|| format!("removing {}", run_dir.display()))
 }
 
 #[cfg(test)]

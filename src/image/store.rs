@@ -403,8 +403,9 @@ impl Store {
             fs::read_dir(&tmp_root).with_context(|| format!("reading {}", tmp_root.display()))?
         {
             let p = e?.path();
+            // Layers unpacked from hostile images: any depth.
             let r = if p.is_dir() && !p.is_symlink() {
-                fs::remove_dir_all(&p)
+                crate::perms::remove_tree(&p)
             } else {
                 fs::remove_file(&p)
             };
@@ -1176,7 +1177,7 @@ impl WriteTxn<'_> {
                 // out of sight first, then delete: never a half-deleted layer
                 let t = self.tmp_path("gc");
                 fs::rename(e.path(), &t)?;
-                fs::remove_dir_all(&t)?;
+                crate::perms::remove_tree(&t)?;
             }
         }
         Ok(())
@@ -1185,6 +1186,6 @@ impl WriteTxn<'_> {
 
 impl Drop for WriteTxn<'_> {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.tmp);
+        let _ = crate::perms::remove_tree(&self.tmp);
     }
 }
