@@ -79,14 +79,6 @@ impl Target {
     }
 }
 
-/// A numeric user or group id of an image as the number it means ("00"
-/// and "+0" are uid 0, as the kubelet and the joiner read them), so the
-/// runAsNonRoot check compares numbers, not spellings; a name stays as it is.
-fn canonical_id(s: &str) -> String {
-    s.parse::<u32>()
-        .map_or_else(|_| s.to_string(), |n| n.to_string())
-}
-
 /// What an image contributes to a container, when the image is known.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ImageConfig {
@@ -1098,8 +1090,8 @@ fn container_ctx(
         .is_some_and(|u| u.split(':').any(|p| p.parse::<u32>().is_err()));
     let (img_uid, img_gid) = match img_user.filter(|u| !u.is_empty()) {
         Some(u) => match u.split_once(':') {
-            Some((a, b)) => (Some(canonical_id(a)), Some(canonical_id(b))),
-            None => (Some(canonical_id(u)), None),
+            Some((a, b)) => (Some(a.to_string()), Some(b.to_string())),
+            None => (Some(u.to_string()), None),
         },
         None => (None, None),
     };
